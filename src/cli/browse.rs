@@ -1,0 +1,23 @@
+use clap::Args;
+use color_eyre::eyre::Result;
+
+use super::StoreArg;
+
+#[derive(Debug, Args)]
+pub struct BrowseArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Terminal image protocol; auto detects it (halfblocks work everywhere).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kitty", "sixel", "iterm2", "halfblocks", "none"])]
+    pub graphics: String,
+    /// How long to wait for the terminal to answer the graphics query, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub detect_timeout_ms: u64,
+    /// Space shown first (default: the first one).
+    #[arg(long)]
+    pub space: Option<String>,
+}
+
+pub fn run(_args: BrowseArgs) -> Result<()> {
+    super::not_yet("browse", 5)
+}

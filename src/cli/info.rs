@@ -1,0 +1,30 @@
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr};
+
+use super::StoreArg;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let d = crate::runtime::devices();
+    println!("libtorch {}", crate::runtime::libtorch_version());
+    println!(
+        "devices: cpu ({} threads), cuda: {} device(s){}",
+        d.cpu_threads,
+        d.cuda_count,
+        if d.cudnn { ", cudnn" } else { "" }
+    );
+    let dir = args.store.dir()?;
+    if !dir.join("data.mdb").exists() {
+        println!("store {}: none yet (run `torchlight ingest SOURCE --store {}`)", dir.display(), dir.display());
+        return Ok(());
+    }
+    let store = Store::open(&dir).wrap_err_with(|| format!("opening store {}", dir.display()))?;
+    print!("{}", crate::report::store_summary(&store)?);
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! torchlight: embed an image dataset with a foundation and a fine-tuned model, score outliers,
+//! near duplicates and label issues in each space, and triage them in the terminal.
+//!
+//! Pipeline: `source` -> `preprocess` -> `model` -> `store` -> `analysis` -> `browse` / `export`.
+
+pub mod cli;
+pub mod errors;
+pub mod report;
+pub mod runtime;
+pub mod store;

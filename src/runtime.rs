@@ -1,0 +1,77 @@
+//! libtorch at run time: make the CUDA backend available when the venv has it, and describe devices.
+
+use std::sync::Once;
+
+static CUDA_INIT: Once = Once::new();
+
+/// Loads `libtorch_cuda.so` so that tch sees CUDA. Rust links with `--as-needed`, which drops the CUDA
+/// library from the binary because no symbol of it is referenced; without this, a GPU box silently runs
+/// on CPU. On a CPU-only libtorch the load fails cleanly and everything runs on CPU.
+/// Call before any other tch function; repeated calls do nothing.
+pub fn init() {
+    CUDA_INIT.call_once(|| {
+        // SAFETY: dlopen with a constant C string; the handle is deliberately kept for the process lifetime.
+        unsafe {
+            let handle = libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+            if handle.is_null() {
+                let _ = libc::dlerror();
+            }
+        }
+    });
+}
+
+/// The libtorch version this binary runs against.
+pub fn libtorch_version() -> String {
+    let lib = option_env!("TORCHLIGHT_LIBTORCH_LIB").unwrap_or("");
+    std::fs::read_to_string(std::path::Path::new(lib).join("../version.py"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+        })
+        // torch-sys 0.26 only builds against this libtorch.
+        .unwrap_or_else(|| "2.13.0".to_string())
+}
+
+/// Devices libtorch can use, in words.
+#[derive(Debug, Clone)]
+pub struct Devices {
+    pub cuda_count: usize,
+    pub cudnn: bool,
+    pub cpu_threads: i32,
+}
+
+pub fn devices() -> Devices {
+    init();
+    Devices {
+        cuda_count: tch::Cuda::device_count().max(0) as usize,
+        cudnn: tch::Cuda::cudnn_is_available(),
+        cpu_threads: tch::get_num_threads(),
+    }
+}
+
+/// Parses `auto | cpu | cuda | cuda:N` into a tch device; `auto` picks CUDA when libtorch sees it.
+pub fn parse_device(s: &str) -> Result<tch::Device, String> {
+    init();
+    match s {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        _ => {
+            let n = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| format!("unknown device '{s}': use auto, cpu, cuda or cuda:N"))?,
+                None => return Err(format!("unknown device '{s}': use auto, cpu, cuda or cuda:N")),
+            };
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if n >= count {
+                return Err(format!(
+                    "device '{s}' asked for, but libtorch sees {count} CUDA device(s); \
+                     on a GPU box install the CUDA libtorch with `.ci/setup --cuda`, or use --device cpu"
+                ));
+            }
+            Ok(tch::Device::Cuda(n))
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The records the store keeps. Plain data; the LMDB layout that holds them lives in `store/mod.rs`.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever the layout or a record's encoding changes; a store of another version is refused on open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What was ingested: enough to refuse a second ingest of a different dataset into the same store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// What the user typed (path or hub id).
+    pub source: String,
+    /// Detected or forced format: parquet, hub, imagefolder, flat, idx, cifar, csv, ...
+    pub format: String,
+    /// Stable identity of the source (e.g. hash of its file list); equal on resume, different for another dataset.
+    pub fingerprint: String,
+    /// Set once every source record has been turned into an item or skipped.
+    pub complete: bool,
+}
+
+/// How one embedding space was produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// vit, swin, torchscript, precomputed, ...
+    pub kind: String,
+    /// Hub id, directory or file the user named.
+    pub source: String,
+    /// Hash of the weights file(s), so a resume with other weights is refused.
+    pub fingerprint: String,
+    /// cls, mean, pooler, or what the TorchScript module returns.
+    pub pooling: String,
+    /// Input resolution (square side in pixels), 0 when not applicable.
+    pub image_size: u32,
+}
+
+/// A named embedding space (e.g. "foundation", "finetuned").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceInfo {
+    pub name: String,
+    /// Dense index 0..; also the arroy index of this space.
+    pub index: u16,
+    pub dim: u32,
+    pub model: ModelSpec,
+    /// Number of classes of the model's classifier head; 0 when it has none (no probabilities stored).
+    pub num_classes: u32,
+    /// Class names of the model's head (config id2label), empty when unknown.
+    #[serde(default)]
+    pub class_names: Vec<String>,
+}
+
+/// One dataset item. Ids are dense 0..N-1 in ingest order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Where the original lives: a path, or `file.parquet#row=12`, `data_batch_1.bin#7`, ...
+    pub source: String,
+    pub label: Option<u32>,
+    pub width: u32,
+    pub height: u32,
+    /// Hash of the encoded image bytes (or raw pixels for IDX/CIFAR).
+    pub hash: u64,
+}
+
+/// A source record that could not become an item, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub source: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TagKind {
+    Ok,
+    Outlier,
+    Mislabeled,
+    Duplicate,
+}
+
+impl TagKind {
+    pub const ALL: [TagKind; 4] = [TagKind::Ok, TagKind::Outlier, TagKind::Mislabeled, TagKind::Duplicate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagKind::Ok => "ok",
+            TagKind::Outlier => "outlier",
+            TagKind::Mislabeled => "mislabeled",
+            TagKind::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TagKind> {
+        TagKind::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A triage decision on one item. An item with no tag, no new label and no note has no record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    pub kind: Option<TagKind>,
+    pub new_label: Option<u32>,
+    pub note: Option<String>,
+    /// Unix seconds of the last change.
+    pub updated: u64,
+}
+
+impl Tag {
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_none() && self.new_label.is_none() && self.note.as_deref().is_none_or(str::is_empty)
+    }
+}
+
+/// A column of per-item values (scores, neighbours, projections): `width` values per item, item-major.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    F32 { width: u32, values: Vec<f32> },
+    U32 { width: u32, values: Vec<u32> },
+}
+
+impl Column {
+    pub fn width(&self) -> u32 {
+        match self {
+            Column::F32 { width, .. } | Column::U32 { width, .. } => *width,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        let len = match self {
+            Column::F32 { values, .. } => values.len(),
+            Column::U32 { values, .. } => values.len(),
+        };
+        len / self.width().max(1) as usize
+    }
+}
