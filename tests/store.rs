@@ -190,7 +190,7 @@ fn second_writer_is_refused() {
     let store = Store::create_or_open(dir.path()).unwrap();
     let _held = store.lock_writer("ingest").unwrap();
     // flock locks belong to an open file, so a second lock from this process stands for another process.
-    let err = store.lock_writer("analyze").err().expect("second writer must be refused");
+    let err = store.lock_writer("analyze").expect_err("second writer must be refused");
     assert!(err.to_string().contains("busy"), "{err}");
     assert!(err.to_string().contains("torchlight ingest"), "names the holder: {err}");
     drop(_held);
