@@ -3,6 +3,7 @@
 //!
 //! Pipeline: `source` -> `preprocess` -> `model` -> `store` -> `analysis` -> `browse` / `export`.
 
+pub mod analysis;
 pub mod cli;
 pub mod errors;
 pub mod report;

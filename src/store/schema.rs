@@ -130,3 +130,30 @@ impl Column {
         len / self.width().max(1) as usize
     }
 }
+
+/// Names of the per-space analysis columns (`Store::column(space, name)`), shared by analysis, browse and export.
+pub mod columns {
+    /// F32 x1: cleanlab OutOfDistribution score, 1 = typical, towards 0 = most anomalous.
+    pub const OUTLIER_SCORE: &str = "outlier_score";
+    /// F32 x1: mean cosine distance (1 - cos) to the k nearest neighbours.
+    pub const KNN_MEAN_DISTANCE: &str = "knn_mean_distance";
+    /// U32 x1 / F32 x1: the nearest neighbour and its cosine distance.
+    pub const NN_ID: &str = "nn_id";
+    pub const NN_DISTANCE: &str = "nn_distance";
+    /// U32 xk / F32 xk: the k nearest neighbours (self excluded), nearest first.
+    pub const KNN_IDS: &str = "knn_ids";
+    pub const KNN_DISTANCES: &str = "knn_distances";
+    /// U32 x1: 1 when the nearest neighbour is closer than the duplicate threshold.
+    pub const NEAR_DUPLICATE: &str = "near_duplicate";
+    /// U32 x1: id of the smallest member of the item's duplicate group, u32::MAX when none.
+    pub const DUPLICATE_GROUP: &str = "duplicate_group";
+    /// With classifier probabilities: U32 predicted class, F32 its probability, F32 self-confidence
+    /// p(given label), U32 1 when confident learning flags the label.
+    pub const PRED: &str = "pred";
+    pub const CONFIDENCE: &str = "confidence";
+    pub const LABEL_QUALITY: &str = "label_quality";
+    pub const LABEL_ISSUE: &str = "label_issue";
+    /// F32 x2: 2-D projections; every space after the first is Procrustes-aligned to the first.
+    pub const PCA: &str = "pca";
+    pub const UMAP: &str = "umap";
+}
