@@ -492,6 +492,26 @@ impl Store {
         }
     }
 
+    /// One item's row of a column (e.g. its k neighbours) without decoding the whole column: the browser
+    /// asks for a handful of rows of million-row columns. None when the column or the row is absent.
+    pub fn column_row(&self, rtxn: &RoTxn, space: &str, name: &str, row: u32) -> Result<Option<Column>> {
+        let key = column_key(space, name);
+        let Some(bytes) = self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? else {
+            return Ok(None);
+        };
+        if bytes.len() < 8 {
+            return Err(StoreError::Corrupt { what: format!("column {key}"), why: "bad length".into() });
+        }
+        let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let start = 8 + row as usize * width * 4;
+        let Some(body) = bytes.get(start..start + width * 4) else {
+            return Ok(None);
+        };
+        let mut one = bytes[..8].to_vec();
+        one.extend_from_slice(body);
+        decode_column(&key, &one).map(Some)
+    }
+
     pub fn delete_column(&self, wtxn: &mut RwTxn, space: &str, name: &str) -> Result<()> {
         self.db.columns.delete(wtxn, &column_key(space, name)).map_err(|e| self.heed_err(e))?;
         Ok(())
