@@ -4,8 +4,10 @@
 //! Pipeline: `source` -> `preprocess` -> `model` -> `store` -> `analysis` -> `browse` / `export`.
 
 pub mod analysis;
+pub mod browse;
 pub mod cli;
 pub mod errors;
 pub mod report;
 pub mod runtime;
 pub mod store;
+pub mod synth;

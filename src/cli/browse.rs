@@ -1,5 +1,7 @@
+use std::time::Duration;
+
 use clap::Args;
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, WrapErr};
 
 use super::StoreArg;
 
@@ -7,7 +9,7 @@ use super::StoreArg;
 pub struct BrowseArgs {
     #[command(flatten)]
     pub store: StoreArg,
-    /// Terminal image protocol; auto detects it (halfblocks work everywhere).
+    /// Terminal image protocol; auto detects it (halfblocks work everywhere, none shows text only).
     #[arg(long, default_value = "auto", value_parser = ["auto", "kitty", "sixel", "iterm2", "halfblocks", "none"])]
     pub graphics: String,
     /// How long to wait for the terminal to answer the graphics query, in milliseconds.
@@ -18,6 +20,13 @@ pub struct BrowseArgs {
     pub space: Option<String>,
 }
 
-pub fn run(_args: BrowseArgs) -> Result<()> {
-    super::not_yet("browse", 5)
+pub fn run(args: BrowseArgs) -> Result<()> {
+    let dir = args.store.dir()?;
+    crate::browse::run(crate::browse::RunOptions {
+        dir: dir.clone(),
+        graphics: args.graphics,
+        detect_timeout: Duration::from_millis(args.detect_timeout_ms),
+        space: args.space,
+    })
+    .wrap_err_with(|| format!("browsing store {}", dir.display()))
 }
