@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod browse;
 pub mod cli;
+pub mod demo;
 pub mod errors;
 pub mod report;
 pub mod runtime;
