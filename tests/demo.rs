@@ -196,3 +196,69 @@ fn efficientnet_recognises_the_cat() {
         assert_eq!(&top5[..3], &want[..3], "top-5 at {size}: {names:?}, Python had {want:?}");
     }
 }
+
+/// A store as ingest + analysis leave it, small enough to know the answer: 8 items, two spaces, label analysis
+/// only in the fine-tuned one.
+fn analysed_store(dir: &std::path::Path) -> torchlight::store::Store {
+    use torchlight::store::{Column, DatasetInfo, Item, ModelSpec, SpaceInfo, Store, columns};
+    let store = Store::create_or_open(dir).unwrap();
+    let mut w = store.write_txn().unwrap();
+    let labels = [0u32, 1, 0, 1, 0, 1, 0, 1];
+    for (id, &label) in labels.iter().enumerate() {
+        let item = Item { source: format!("d.gz#{id}"), label: Some(label), width: 28, height: 28, hash: id as u64 };
+        store.put_item(&mut w, id as u32, &item).unwrap();
+    }
+    store.put_label_names(&mut w, &["zero".to_string(), "one".to_string()]).unwrap();
+    let complete = DatasetInfo { source: "d.gz".into(), format: "idx".into(), fingerprint: "f".into(), complete: true };
+    store.put_dataset(&mut w, &complete).unwrap();
+    for (name, dim, classes) in [(demo::FOUNDATION_SPACE, 4, 0), (demo::FINETUNED_SPACE, 2, 2)] {
+        let model = ModelSpec {
+            kind: "torchscript".into(),
+            source: format!("{name}.pt"),
+            fingerprint: "x".into(),
+            pooling: "tuple".into(),
+            image_size: 28,
+        };
+        let space = SpaceInfo { name: name.into(), index: 0, dim, model, num_classes: classes, class_names: vec![] };
+        store.put_space(&mut w, space).unwrap();
+    }
+    let f32s = |v: &[f32]| Column::F32 { width: 1, values: v.to_vec() };
+    let u32s = |v: &[u32]| Column::U32 { width: 1, values: v.to_vec() };
+    // Foundation: 3 most anomalous are 5, 2, 7. Fine-tuned: 2, 6, 1 (ties broken by id).
+    let foundation = [0.9, 0.8, 0.2, 0.7, 0.6, 0.1, 0.95, 0.3];
+    let finetuned = [0.9, 0.4, 0.1, 0.8, 0.7, 0.6, 0.4, 0.5];
+    store.put_column(&mut w, demo::FOUNDATION_SPACE, columns::OUTLIER_SCORE, &f32s(&foundation)).unwrap();
+    store.put_column(&mut w, demo::FINETUNED_SPACE, columns::OUTLIER_SCORE, &f32s(&finetuned)).unwrap();
+    store.put_column(&mut w, demo::FINETUNED_SPACE, columns::PRED, &u32s(&[0, 1, 1, 1, 0, 0, 0, 1])).unwrap();
+    let quality = [0.9, 0.9, 0.05, 0.9, 0.9, 0.2, 0.9, 0.9];
+    store.put_column(&mut w, demo::FINETUNED_SPACE, columns::LABEL_QUALITY, &f32s(&quality)).unwrap();
+    store.put_column(&mut w, demo::FINETUNED_SPACE, columns::LABEL_ISSUE, &u32s(&[0, 0, 1, 0, 0, 1, 0, 0])).unwrap();
+    store.commit(w).unwrap();
+    store
+}
+
+#[test]
+fn summary_ranks_outliers_and_compares_the_spaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = analysed_store(dir.path());
+    let s = demo::summary::summarize(&store, 3, 3).unwrap();
+    assert_eq!(s.items, 8);
+    let ids = |i: usize| s.spaces[i].outliers.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(s.spaces[0].name, demo::FOUNDATION_SPACE);
+    assert_eq!(ids(0), [5, 2, 7]);
+    assert_eq!(ids(1), [2, 1, 6]);
+    assert_eq!(s.overlap, Some((3, 1)), "only item 2 is in both top-3s");
+    assert_eq!(s.spaces[0].label_issues, None);
+    let issues = s.spaces[1].label_issues.as_ref().unwrap();
+    assert_eq!(
+        issues.iter().map(|r| (r.id, r.label, r.pred)).collect::<Vec<_>>(),
+        [(2, Some(0), Some(1)), (5, Some(1), Some(0))]
+    );
+
+    let text = demo::summary::render(&s, 3);
+    assert!(text.contains("8 items, 2 analysed spaces"), "{text}");
+    assert!(text.contains("label issues flagged in finetuned: 2"), "{text}");
+    assert!(text.contains("share 1 of their 3 most anomalous"), "{text}");
+    // Item 2: given "zero", the CNN says "one", label quality 0.05.
+    assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "zero", "one", "0.0500"]), "{text}");
+}

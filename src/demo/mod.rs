@@ -2,6 +2,8 @@
 //! CNN as the fine-tuned model, all compiled into the binary so that `torchlight demo` works offline on a fresh
 //! clone. `src/demo/assets/make_assets.py` regenerates the files; `assets/CREDITS.md` lists sources and licences.
 
+pub mod summary;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
