@@ -366,8 +366,23 @@ impl Store {
 
     /// Dataset label of every item (id order), without decoding whole records into a Vec first.
     pub fn labels(&self, rtxn: &RoTxn) -> Result<Vec<Option<u32>>> {
-        let iter = self.db.items.iter(rtxn).map_err(|e| self.heed_err(e))?;
-        iter.map(|r| r.map(|(_, item)| item.label).map_err(|e| self.heed_err(e))).collect()
+        let mut out = Vec::with_capacity(self.item_count(rtxn)? as usize);
+        self.for_each_item_ref(rtxn, |_, item| out.push(item.label))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every item's source and label, in id order, borrowing from the map: a scan of a
+    /// million items allocates nothing.
+    pub fn for_each_item_ref(&self, rtxn: &RoTxn, mut f: impl FnMut(u32, ItemRef<'_>)) -> Result<()> {
+        let iter = self.db.items.remap_data_type::<Bytes>().iter(rtxn).map_err(|e| self.heed_err(e))?;
+        for r in iter {
+            let (id, bytes) = r.map_err(|e| self.heed_err(e))?;
+            // The leading fields of an `Item` record (bincode ignores the trailing ones).
+            let item: ItemRef = bincode::deserialize(bytes)
+                .map_err(|e| StoreError::Corrupt { what: format!("item {id}"), why: e.to_string() })?;
+            f(id, item);
+        }
+        Ok(())
     }
 
     pub fn thumbnail(&self, rtxn: &RoTxn, id: u32) -> Result<Option<Vec<u8>>> {

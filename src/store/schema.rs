@@ -60,6 +60,13 @@ pub struct Item {
     pub hash: u64,
 }
 
+/// The leading fields of an `Item`, borrowed from the store (see `Store::for_each_item_ref`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct ItemRef<'a> {
+    pub source: &'a str,
+    pub label: Option<u32>,
+}
+
 /// A source record that could not become an item, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
