@@ -35,6 +35,19 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Resident memory now: total, anonymous (heap) and file-backed (the LMDB map), in MiB.
+fn rss_now() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    format!("{:.0} MiB (heap {:.0}, LMDB map {:.0})", get("VmRSS:"), get("RssAnon:"), get("RssFile:"))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -103,6 +116,7 @@ fn run(dir: &Path, items: u32) {
     let first = t0.elapsed();
     println!("  first frame (open, load columns, sort by outlier score, draw): {:>8.1} ms  (target <= 300)", ms(first));
 
+    println!("  resident after the first frame: {}", rss_now());
     let mut sorts = Vec::new();
     for _ in 0..7 {
         let d = timed(&mut app, &mut term, KeyCode::Char('s'));
@@ -135,6 +149,7 @@ fn run(dir: &Path, items: u32) {
         ms(src),
         app.view.len()
     );
+    println!("  resident after the source filter: {}", rss_now());
     key(&mut app, KeyCode::Char('c'));
 
     let mut presses = Vec::new();
@@ -162,5 +177,6 @@ fn run(dir: &Path, items: u32) {
     let tag = timed(&mut app, &mut term, KeyCode::Char('x'));
     let undo = timed(&mut app, &mut term, KeyCode::Char('u'));
     println!("  tag (one committed write txn) + frame {:.1} ms, undo {:.1} ms", ms(tag), ms(undo));
+    println!("  resident at the end: {}", rss_now());
     println!("  peak RSS: {:.0} MiB  (target <= 300)", peak_rss_mib());
 }

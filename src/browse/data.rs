@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::{Column, Item, Result, RoTxn, Store, Tag, columns};
+use crate::store::{Column, Result, RoTxn, Store, Tag, columns};
 
 /// Label id meaning "none" in the flat label vectors.
 pub const NO_LABEL: u32 = u32::MAX;
@@ -62,9 +62,27 @@ impl Data {
     /// half-way. Columns whose length disagrees with the item count (an analysis of an older snapshot) are ignored.
     pub fn load(store: &Store) -> Result<Data> {
         let r = store.read_txn()?;
-        let labels = store.labels(&r)?;
-        let n = labels.len();
-        let label: Vec<u32> = labels.into_iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
+        let n = store.item_count(&r)? as usize;
+        let names: Vec<(String, u16)> = store.spaces(&r)?.into_iter().map(|s| (s.name, s.index)).collect();
+        // Each space's columns load on their own thread (with their own read transaction, validated
+        // against this snapshot's item count) while this one scans the labels.
+        let (label, spaces) = std::thread::scope(|scope| {
+            let workers: Vec<_> = names
+                .iter()
+                .map(|(name, index)| {
+                    scope.spawn(move || -> Result<SpaceData> {
+                        let r = store.read_txn()?;
+                        load_space(store, &r, name, *index, n)
+                    })
+                })
+                .collect();
+            let mut label = Vec::with_capacity(n);
+            let scanned = store.for_each_item_ref(&r, |_, item| label.push(item.label.unwrap_or(NO_LABEL)));
+            let spaces: Result<Vec<SpaceData>> =
+                workers.into_iter().map(|w| w.join().expect("a space loader panicked")).collect();
+            scanned.map(|()| (label, spaces))
+        })?;
+        let spaces = spaces?;
         let mut label_names = store.label_names(&r)?;
         let max_label = label.iter().filter(|&&l| l != NO_LABEL).max().copied();
         if let Some(m) = max_label {
@@ -72,10 +90,6 @@ impl Data {
             for i in label_names.len()..=m as usize {
                 label_names.push(format!("#{i}"));
             }
-        }
-        let mut spaces = Vec::new();
-        for sp in store.spaces(&r)? {
-            spaces.push(load_space(store, &r, &sp.name, sp.index, n)?);
         }
         let tags = store.tags(&r)?.into_iter().collect();
         let dataset = store.dataset(&r)?;
@@ -175,8 +189,37 @@ pub fn neighbours(store: &Store, r: &RoTxn, space: &str, id: u32) -> Result<Vec<
     })
 }
 
+/// Every item's source in one buffer (a million `String`s would cost three times the memory).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Sources {
+    pub fn get(&self, id: u32) -> &str {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// Every item's source, id order (only for the source filter).
-pub fn sources(store: &Store) -> Result<Vec<String>> {
+pub fn sources(store: &Store) -> Result<Sources> {
     let r = store.read_txn()?;
-    Ok(store.items(&r)?.into_iter().map(|i: Item| i.source).collect())
+    let mut s = Sources::default();
+    store.for_each_item_ref(&r, |_, item| {
+        s.text.push_str(item.source);
+        s.ends.push(s.text.len());
+    })?;
+    s.text.shrink_to_fit();
+    Ok(s)
 }

@@ -76,27 +76,38 @@ pub fn rasterize(data: &Data, space: usize, ids: &[u32], view: &ScatterView, w: 
     let Some(sp) = data.spaces.get(space) else { return r };
     let Some((name, proj)) = &sp.projection else { return r };
     r.projection = name;
-    for &id in ids {
-        let i = id as usize;
+    // With nothing filtered out, walk the columns in id order: sequential reads, not a random gather.
+    let all = ids.len() == data.items as usize;
+    let each = |f: &mut dyn FnMut(usize)| {
+        if all {
+            (0..ids.len()).for_each(&mut *f);
+        } else {
+            ids.iter().for_each(|&id| f(id as usize));
+        }
+    };
+    each(&mut |i| {
         if let Some((dx, dy)) = dot(&win, w, h, proj[2 * i], proj[2 * i + 1]) {
             let c = &mut r.cells[(dy / 4) * w as usize + dx / 2];
             c.0 |= DOTS[dy % 4][dx % 2];
             c.1 = data.label[i];
             r.points += 1;
         }
-    }
+    });
     if let Some(scores) = &sp.outlier {
-        let mut worst: Vec<u32> = ids.to_vec();
+        // Only items under the outlier cut can be marked: a small set to select from.
+        let mut worst: Vec<u32> = Vec::new();
+        each(&mut |i| {
+            if scores[i] <= sp.outlier_cut {
+                worst.push(i as u32);
+            }
+        });
         let m = MARKED_OUTLIERS.min(worst.len());
         if m > 0 && m < worst.len() {
             worst.select_nth_unstable_by(m, |&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
         }
         worst.truncate(m);
-        r.outliers = worst
-            .into_iter()
-            .filter(|&id| scores[id as usize] <= sp.outlier_cut)
-            .filter_map(|id| cell(&r, proj[2 * id as usize], proj[2 * id as usize + 1]))
-            .collect();
+        r.outliers =
+            worst.into_iter().filter_map(|id| cell(&r, proj[2 * id as usize], proj[2 * id as usize + 1])).collect();
     }
     r
 }
