@@ -8,6 +8,8 @@ pub mod browse;
 pub mod cli;
 pub mod demo;
 pub mod errors;
+pub mod export;
+pub mod npy;
 pub mod report;
 pub mod runtime;
 pub mod store;

@@ -1,5 +1,9 @@
 use clap::Args;
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
+
+use crate::analysis::{self, AnalysisParams, Hooks, UmapSettings};
+use crate::store::Store;
+use crate::store::ann::AnnParams;
 
 use super::StoreArg;
 
@@ -40,6 +44,38 @@ pub struct AnalyzeArgs {
     pub approximate: bool,
 }
 
-pub fn run(_args: AnalyzeArgs) -> Result<()> {
-    super::not_yet("analyze", 4)
+pub fn run(args: AnalyzeArgs) -> Result<()> {
+    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    let store = Store::open(&args.store.dir()?)?;
+    let _lock = store.lock_writer("analyze")?;
+    let params = AnalysisParams {
+        spaces: args.spaces,
+        k: args.k,
+        duplicate_threshold: args.duplicate_threshold,
+        device,
+        ann: AnnParams { n_trees: args.n_trees, seed: args.seed },
+        umap: (!args.no_umap).then_some(UmapSettings {
+            n_neighbors: args.umap_neighbors,
+            min_dist: args.umap_min_dist,
+            seed: args.seed,
+            n_epochs: None,
+        }),
+        approximate: args.approximate,
+        ..AnalysisParams::default()
+    };
+    let last = std::sync::Mutex::new(String::new());
+    let progress = |stage: &str, done: usize, total: usize| {
+        let mut last = last.lock().unwrap();
+        if *last != stage || done == total {
+            eprint!("\r{stage} {done}/{total}   ");
+            if done == total {
+                eprintln!();
+            }
+            *last = stage.to_string();
+        }
+    };
+    let hooks = Hooks { progress: &progress, cancel: &|| false };
+    let report = analysis::run(&store, &params, &hooks)?;
+    print!("{}", analysis::summary(&report));
+    Ok(())
 }

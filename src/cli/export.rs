@@ -4,6 +4,8 @@ use clap::Args;
 use color_eyre::eyre::Result;
 
 use super::StoreArg;
+use crate::export;
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -20,6 +22,17 @@ pub struct ExportArgs {
     pub spotlight: bool,
 }
 
-pub fn run(_args: ExportArgs) -> Result<()> {
-    super::not_yet("export", 4)
+pub fn run(args: ExportArgs) -> Result<()> {
+    let store = Store::open(&args.store.dir()?)?;
+    let out = &args.output;
+    if let Some(space) = &args.embeddings {
+        let (n, d) = export::export_embeddings(&store, space, out)?;
+        println!("wrote {} ({n} x {d} float32, item-id order)", out.display());
+        return Ok(());
+    }
+    let format = export::TableFormat::from_path(out)?;
+    let table = export::build_table(&store, args.spotlight)?;
+    export::write_table(&table, out, format)?;
+    println!("wrote {} ({} rows, {} columns)", out.display(), table.rows, table.columns.len());
+    Ok(())
 }

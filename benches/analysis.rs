@@ -1,0 +1,44 @@
+//! torchlight's side of benches/analysis.py: exact kNN (k = 10, cosine) + cleanlab outlier scores on
+//! Fashion-MNIST raw pixels. Prints one JSON line with the timings and writes the scores as .npy so the
+//! script can check them against cleanlab's in the same run.
+//!
+//! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda]
+
+use std::io::Read;
+use std::time::Instant;
+
+use torchlight::analysis::knn::{self, KnnOptions, Metric};
+use torchlight::analysis::{Hooks, outlier};
+
+fn idx_images(path: &str) -> Vec<u8> {
+    let mut data = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("Fashion-MNIST under /usr/share/datasets"))
+        .read_to_end(&mut data)
+        .unwrap();
+    data[16..].to_vec()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let out = args.get(1).cloned().unwrap_or_else(|| "/tmp/torchlight_scores.npy".into());
+    let device = torchlight::runtime::parse_device(args.get(2).map_or("cpu", String::as_str)).unwrap();
+    let dir = "/usr/share/datasets/fashion-mnist";
+    let mut pixels = idx_images(&format!("{dir}/t10k-images-idx3-ubyte.gz"));
+    if n > 10_000 {
+        pixels.extend(idx_images(&format!("{dir}/train-images-idx3-ubyte.gz")));
+    }
+    let d = 784;
+    let x: Vec<f32> = pixels[..n * d].iter().map(|&p| f32::from(p)).collect();
+    let t0 = Instant::now();
+    let knn = knn::exact_knn(&x, n, d, &KnnOptions::new(10, Metric::Cosine, device), &Hooks::none()).unwrap();
+    let t_knn = t0.elapsed().as_secs_f64();
+    let scores = outlier::outlier_scores(&knn, 10, Metric::Cosine);
+    let total = t0.elapsed().as_secs_f64();
+    let f: Vec<f32> = scores.scores.iter().map(|&s| s as f32).collect();
+    torchlight::npy::write_f32(std::fs::File::create(&out).unwrap(), &[n], &f).unwrap();
+    println!(
+        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}}}",
+        rayon::current_num_threads()
+    );
+}
