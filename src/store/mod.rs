@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, SerdeBincode, SerdeJson, Str, U32, U64};
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -53,6 +53,10 @@ pub enum StoreError {
         "the store at {dir} is busy: another `torchlight {what}` is writing it (lock file {lock}); wait for it to finish"
     )]
     Locked { dir: PathBuf, what: String, lock: PathBuf },
+    #[error(
+        "the store at {0} is read-only (read-only directory or media): browsing and export work, changes cannot be saved"
+    )]
+    ReadOnly(PathBuf),
     #[error("store record {what} is corrupt: {why}")]
     Corrupt { what: String, why: String },
     #[error("{what}: {source}")]
@@ -83,6 +87,7 @@ pub struct Store {
     env: Env,
     db: Dbs,
     dir: PathBuf,
+    read_only: bool,
 }
 
 /// Held while an ingest or analysis writes a store; a second writer process is refused with a clear error.
@@ -164,11 +169,79 @@ impl Store {
     }
 
     /// Opens an existing store; a directory without one is an error that says how to make one.
+    /// A store on read-only media or in a directory the user may not write opens read-only: browsing,
+    /// `info` and `export` work, and any write fails with `StoreError::ReadOnly`.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.join("data.mdb").exists() {
             return Err(StoreError::Missing(dir.to_path_buf()));
         }
-        Store::open_env(dir)
+        match Store::open_env(dir) {
+            Err(StoreError::Heed { source: heed::Error::Io(e), .. })
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                Store::open_read_only(dir)
+            }
+            other => other,
+        }
+    }
+
+    fn open_read_only(dir: &Path) -> Result<Store> {
+        let heed_err = |source| StoreError::Heed { dir: dir.to_path_buf(), source };
+        let mut options = EnvOpenOptions::new();
+        // SAFETY: NO_LOCK is sound here because this process never writes; a concurrent writer elsewhere
+        // could only be one on a writable mount of the same files, which read-only media rule out.
+        let env = unsafe {
+            options.map_size(MAP_SIZE).max_dbs(MAX_DBS).flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK).open(dir)
+        }
+        .map_err(heed_err)?;
+        let rtxn = env.read_txn().map_err(heed_err)?;
+        let opened = env
+            .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.open_database(rtxn, Some("meta"))?,
+                    dbo.open_database(rtxn, Some("items"))?,
+                    dbo.open_database(rtxn, Some("thumbs"))?,
+                    dbo.open_database(rtxn, Some("skipped"))?,
+                    dbo.open_database(rtxn, Some("vectors"))?,
+                    dbo.open_database(rtxn, Some("probs"))?,
+                    dbo.open_database(rtxn, Some("columns"))?,
+                    dbo.open_database(rtxn, Some("tags"))?,
+                    dbo.open_database(rtxn, Some("ann"))?,
+                )))
+            })
+            .map_err(heed_err)?
+            .unwrap_commit();
+        let missing =
+            || StoreError::Corrupt { what: format!("store {}", dir.display()), why: "a database is missing".into() };
+        let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = opened;
+        let db = Dbs {
+            meta: meta.ok_or_else(missing)?,
+            items: items.ok_or_else(missing)?,
+            thumbs: thumbs.ok_or_else(missing)?,
+            skipped: skipped.ok_or_else(missing)?,
+            vectors: vectors.ok_or_else(missing)?,
+            probs: probs.ok_or_else(missing)?,
+            columns: columns.ok_or_else(missing)?,
+            tags: tags.ok_or_else(missing)?,
+            ann: ann.ok_or_else(missing)?,
+        };
+        let store = Store { env, db, dir: dir.to_path_buf(), read_only: true };
+        let found = {
+            let rtxn = store.read_txn()?;
+            store.schema_version(&rtxn)?
+        };
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
+        }
+        Ok(store)
+    }
+
+    /// True when the store was opened read-only (read-only media or directory).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     fn open_env(dir: &Path) -> Result<Store> {
@@ -207,7 +280,7 @@ impl Store {
                 }
             }
         }
-        Ok(Store { env, db, dir: dir.to_path_buf() })
+        Ok(Store { env, db, dir: dir.to_path_buf(), read_only: false })
     }
 
     pub fn dir(&self) -> &Path {
@@ -220,6 +293,9 @@ impl Store {
 
     /// Takes the store's writer lock for `what` (e.g. "ingest"); fails at once if another process holds it.
     pub fn lock_writer(&self, what: &str) -> Result<WriterLock> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.dir.clone()));
+        }
         let lock = self.dir.join(LOCK_FILE);
         let file = fs::OpenOptions::new()
             .create(true)
@@ -251,6 +327,9 @@ impl Store {
     }
 
     pub fn write_txn(&self) -> Result<RwTxn<'_>> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.dir.clone()));
+        }
         self.env.write_txn().map_err(|e| self.heed_err(e))
     }
 
