@@ -1,9 +1,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 
 use super::StoreArg;
+use crate::ingest::{self, IngestOptions, SpaceModel};
+use crate::source::{self, Format, OpenOptions};
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -62,6 +65,83 @@ pub struct IngestArgs {
     pub preprocess: Option<PathBuf>,
 }
 
-pub fn run(_args: IngestArgs) -> Result<()> {
-    super::not_yet("ingest", 3)
+pub fn run(args: IngestArgs) -> Result<()> {
+    let open = OpenOptions {
+        format: args.format.as_deref().map(|f| Format::parse(f).expect("clap checked the format")),
+        split: Some(args.split.clone()),
+        label_column: args.label_column.clone(),
+        image_column: args.image_column.clone(),
+    };
+    let source = source::open(&args.source, &open)?;
+    let embeddings = args
+        .embeddings
+        .iter()
+        .map(|e| ingest::parse_embeddings_arg(e).ok_or_else(|| eyre!("--embeddings {e}: expected NAME=FILE")))
+        .collect::<Result<Vec<_>>>()?;
+    for (_, file, _) in &embeddings {
+        if !file.is_file() {
+            return Err(eyre!("--embeddings: {} is not a file", file.display()));
+        }
+    }
+    let models = load_models(&args)?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    let dir = args.store.dir()?;
+    let store = Store::create_or_open(&dir)?;
+    let _lock = store.lock_writer("ingest")?;
+    let info = source.info();
+    eprintln!(
+        "{} ({}, {} records{}) -> {}",
+        args.source,
+        info.format.name(),
+        info.len,
+        args.limit.map(|l| format!(", first {l}")).unwrap_or_default(),
+        dir.display()
+    );
+    let opts = IngestOptions {
+        source_spec: args.source.clone(),
+        limit: args.limit,
+        batch_size: args.batch_size,
+        threads,
+        progress: true,
+    };
+    let summary = ingest::run(&store, source.as_ref(), models, &opts)?;
+    print!("{}", ingest::format_summary(&summary));
+    for (name, file, column) in &embeddings {
+        let space = ingest::import_embeddings(&store, source.as_ref(), name, file, column.as_deref())?;
+        println!("space {name}: {} x {} imported from {}", summary.items, space.dim, file.display());
+    }
+    if args.no_analyze {
+        println!("analysis skipped (--no-analyze): run `torchlight analyze --store {}`", dir.display());
+    } else {
+        println!(
+            "analysis is pending: it is not part of this build yet; run `torchlight analyze --store {}` later",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The models of `--foundation`, `--finetuned` and `--model NAME=MODEL`, loaded (and so checked) before
+/// anything is written.
+fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    if let Some(m) = &args.foundation {
+        named.push(("foundation".into(), m.clone()));
+    }
+    if let Some(m) = &args.finetuned {
+        named.push(("finetuned".into(), m.clone()));
+    }
+    for m in &args.models {
+        let (name, model) = m.split_once('=').ok_or_else(|| eyre!("--model {m}: expected NAME=MODEL"))?;
+        named.push((name.to_string(), model.to_string()));
+    }
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    Err(eyre!(
+        "models ({}) are not available in this build yet (issue #3); ingest without models stores items and \
+         thumbnails, and --embeddings NAME=FILE imports precomputed embeddings",
+        named.iter().map(|(n, m)| format!("{n}={m}")).collect::<Vec<_>>().join(", ")
+    ))
 }

@@ -1,0 +1,348 @@
+//! Dataset sources: one reader per format behind the `Source` trait. A source knows how many records it
+//! has, their labels and class names, a stable fingerprint, and yields records in a fixed order from any
+//! position (so an interrupted ingest resumes where it stopped). Reading is cheap and sequential; the
+//! expensive part, decoding, happens on `Record::decode` in the ingest's worker threads.
+
+pub mod cifar;
+pub mod csv;
+pub mod embeddings;
+pub mod folder;
+pub mod hub;
+pub mod idx;
+pub mod parquet;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use image::DynamicImage;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "{0} does not exist: give a parquet file or directory, hf:NAME, an image folder, IDX or CIFAR files, or a CSV"
+    )]
+    Missing(PathBuf),
+    #[error("cannot tell what dataset format {path} is: {why}; pass --format")]
+    Undetected { path: PathBuf, why: String },
+    #[error("{path} is not a valid {format} dataset: {why}")]
+    Invalid { path: PathBuf, format: &'static str, why: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("reading parquet {path}: {source}")]
+    Parquet { path: PathBuf, source: ::parquet::errors::ParquetError },
+    #[error("{0}")]
+    Hub(String),
+}
+
+impl SourceError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SourceError {
+        let what = what.into();
+        move |source| SourceError::Io { what, source }
+    }
+}
+
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// The dataset formats torchlight reads; `name()` is what `--format` takes and what the store records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Hub,
+    ImageFolder,
+    Flat,
+    Idx,
+    Cifar,
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 7] =
+        [Format::Parquet, Format::Hub, Format::ImageFolder, Format::Flat, Format::Idx, Format::Cifar, Format::Csv];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Hub => "hf",
+            Format::ImageFolder => "imagefolder",
+            Format::Flat => "flat",
+            Format::Idx => "idx",
+            Format::Cifar => "cifar",
+            Format::Csv => "csv",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// How to open a source: what the user typed besides the path.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub format: Option<Format>,
+    /// Split of a hub dataset or a CIFAR directory (train, test, ...).
+    pub split: Option<String>,
+    pub label_column: Option<String>,
+    pub image_column: Option<String>,
+}
+
+/// What a record holds before decoding.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Encoded image bytes (PNG, JPEG, ...), e.g. from a parquet image column.
+    Encoded(Vec<u8>),
+    /// An image file, read and decoded by a worker.
+    File(PathBuf),
+    /// Raw 8-bit pixels, row-major, channels interleaved (IDX, CIFAR).
+    Raw { width: u32, height: u32, channels: u8, pixels: Vec<u8> },
+    /// The record exists but has no image (e.g. a null cell); the reason.
+    Unreadable(String),
+}
+
+/// One source record: where it comes from, its label, and its image.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// A reference to the original: a path, `file.parquet#row=12`, `data_batch_1.bin#7`, ...
+    pub source: String,
+    pub label: Option<u32>,
+    pub payload: Payload,
+}
+
+/// A decoded record: the image and the hash of what it was decoded from.
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub hash: u64,
+}
+
+impl Record {
+    /// Reads (for files) and decodes the image. The error is a short reason for the skipped list.
+    pub fn decode(&self) -> Result<Decoded, String> {
+        match &self.payload {
+            Payload::Encoded(bytes) => decode_bytes(bytes),
+            Payload::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
+                decode_bytes(&bytes)
+            }
+            Payload::Raw { width, height, channels, pixels } => {
+                let hash = content_hash(pixels);
+                let (w, h) = (*width, *height);
+                let image = match channels {
+                    1 => image::GrayImage::from_raw(w, h, pixels.clone()).map(DynamicImage::ImageLuma8),
+                    3 => image::RgbImage::from_raw(w, h, pixels.clone()).map(DynamicImage::ImageRgb8),
+                    _ => None,
+                };
+                let image = image.ok_or_else(|| format!("{w}x{h}x{channels} raw pixels do not fit the buffer"))?;
+                Ok(Decoded { image, hash })
+            }
+            Payload::Unreadable(why) => Err(why.clone()),
+        }
+    }
+}
+
+fn decode_bytes(bytes: &[u8]) -> Result<Decoded, String> {
+    if bytes.is_empty() {
+        return Err("empty file (0 bytes)".to_string());
+    }
+    let format = image::guess_format(bytes).map_err(|_| "not an image format torchlight can decode".to_string())?;
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    // Bounded so that a hostile or broken header cannot ask for gigabytes.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(1 << 15);
+    limits.max_image_height = Some(1 << 15);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| format!("{format:?} decode failed: {e}"))?;
+    Ok(Decoded { image, hash: content_hash(bytes) })
+}
+
+/// Stable 64-bit content hash (first 8 bytes of SHA-256), the same on every platform and version.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let digest = Sha256::digest(bytes);
+    u64::from_le_bytes(digest[..8].try_into().unwrap())
+}
+
+/// Facts about an open source.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub format: Format,
+    /// Number of records (items plus ones that will be skipped).
+    pub len: usize,
+    /// Class names (index = label id); empty when unknown.
+    pub label_names: Vec<String>,
+    /// Stable identity: equal when the same dataset is opened again, different for another one.
+    pub fingerprint: String,
+}
+
+pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<Record>> + Send + 'a>;
+
+/// A dataset: a fixed, deterministic sequence of records.
+pub trait Source: Send + Sync {
+    fn info(&self) -> &SourceInfo;
+    /// Records from position `start` on, in order. Cheap: files are read by `Record::decode`.
+    fn records(&self, start: usize) -> Result<RecordIter<'_>>;
+}
+
+/// Builds a fingerprint from the files that make up a dataset: their names (relative to the dataset root),
+/// sizes, and the hash of their first 64 KiB. Cheap on big files, and different for another dataset.
+#[derive(Default)]
+pub struct Fingerprint {
+    hasher: Sha256,
+}
+
+impl Fingerprint {
+    pub fn new(format: Format) -> Fingerprint {
+        let mut f = Fingerprint::default();
+        f.add_str(format.name());
+        f
+    }
+
+    pub fn add_str(&mut self, s: &str) {
+        self.hasher.update((s.len() as u64).to_le_bytes());
+        self.hasher.update(s.as_bytes());
+    }
+
+    pub fn add_u64(&mut self, v: u64) {
+        self.hasher.update(v.to_le_bytes());
+    }
+
+    /// Adds a file under `name` (relative, so a moved dataset keeps its fingerprint).
+    pub fn add_file(&mut self, name: &str, path: &Path) -> Result<()> {
+        let mut file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+        let len = file.metadata().map_err(SourceError::io(format!("reading {}", path.display())))?.len();
+        let mut head = Vec::with_capacity(64 << 10);
+        (&mut file)
+            .take(64 << 10)
+            .read_to_end(&mut head)
+            .map_err(SourceError::io(format!("reading {}", path.display())))?;
+        self.add_str(name);
+        self.add_u64(len);
+        self.hasher.update(Sha256::digest(&head));
+        Ok(())
+    }
+
+    pub fn finish(self) -> String {
+        let digest = self.hasher.finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Extensions of image files torchlight lists in folders. Others are ignored, except that a file with one
+/// of these extensions that fails to decode is skipped with its reason.
+pub const IMAGE_EXTENSIONS: &[&str] =
+    &["png", "jpg", "jpeg", "jpe", "jfif", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pbm", "pnm", "ico"];
+
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Opens SOURCE: `hf:NAME[:CONFIG]`, or a path whose format is detected (or forced with `opts.format`).
+pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn Source>> {
+    if let Some(rest) = spec.strip_prefix("hf:") {
+        return Ok(Box::new(hub::open(rest, opts)?));
+    }
+    if opts.format == Some(Format::Hub) {
+        return Ok(Box::new(hub::open(spec, opts)?));
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(SourceError::Missing(path.to_path_buf()));
+    }
+    let format = match opts.format {
+        Some(f) => f,
+        None => detect(path)?,
+    };
+    Ok(match format {
+        Format::Parquet => Box::new(parquet::ParquetSource::open(path, opts)?),
+        Format::Hub => unreachable!("handled above"),
+        Format::ImageFolder => Box::new(folder::FolderSource::open(path, true)?),
+        Format::Flat => Box::new(folder::FolderSource::open(path, false)?),
+        Format::Idx => Box::new(idx::IdxSource::open(path, opts.split.as_deref())?),
+        Format::Cifar => Box::new(cifar::CifarSource::open(path, opts)?),
+        Format::Csv => Box::new(csv::CsvSource::open(path, opts)?),
+    })
+}
+
+/// Guesses the format of a path from file names: parquet, CSV, IDX, CIFAR, then folders of images.
+pub fn detect(path: &Path) -> Result<Format> {
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if path.is_file() {
+        let name = name_of(path);
+        return if name.ends_with(".parquet") {
+            Ok(Format::Parquet)
+        } else if name.ends_with(".csv") {
+            Ok(Format::Csv)
+        } else if idx::looks_like_idx(path) {
+            Ok(Format::Idx)
+        } else if name.ends_with(".bin") {
+            Ok(Format::Cifar)
+        } else {
+            Err(SourceError::Undetected {
+                path: path.to_path_buf(),
+                why: "a single file that is not .parquet, .csv, IDX (…-idx3-ubyte[.gz]) or CIFAR .bin".into(),
+            })
+        };
+    }
+    let entries = list_dir(path)?;
+    let names: Vec<String> = entries.iter().map(|p| name_of(p)).collect();
+    if names.iter().any(|n| n.ends_with(".parquet")) || has_parquet_below(path, 3) {
+        return Ok(Format::Parquet);
+    }
+    if entries.iter().any(|p| idx::looks_like_idx(p)) {
+        return Ok(Format::Idx);
+    }
+    if names.iter().any(|n| cifar::is_cifar_batch_name(n)) {
+        return Ok(Format::Cifar);
+    }
+    if entries.iter().any(|p| p.is_file() && is_image_file(p)) {
+        return Ok(Format::Flat);
+    }
+    if entries.iter().any(|p| p.is_dir()) {
+        return Ok(Format::ImageFolder);
+    }
+    if names.iter().any(|n| n.ends_with(".csv")) {
+        return Ok(Format::Csv);
+    }
+    Err(SourceError::Undetected {
+        path: path.to_path_buf(),
+        why: "no images, parquet, IDX, CIFAR or CSV files in it".into(),
+    })
+}
+
+fn has_parquet_below(dir: &Path, depth: usize) -> bool {
+    if depth == 0 {
+        return false;
+    }
+    let Ok(entries) = list_dir(dir) else { return false };
+    entries.iter().any(|p| {
+        if p.is_dir() {
+            // Image folders hold images, not parquet; only descend into directories without images.
+            has_parquet_below(p, depth - 1)
+        } else {
+            p.extension().is_some_and(|e| e == "parquet")
+        }
+    })
+}
+
+/// Entries of a directory, sorted by name, hidden ones left out.
+pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(SourceError::io(format!("listing {}", dir.display())))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(SourceError::io(format!("listing {}", dir.display())))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `path` relative to `root` as a forward-slash string (for item sources and fingerprints).
+pub fn relative_name(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
