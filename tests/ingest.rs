@@ -460,3 +460,46 @@ fn a_second_ingest_into_a_busy_store_is_refused() {
     assert!(err.contains("busy") && err.contains("torchlight ingest"), "{err}");
     assert_eq!(store.item_count(&store.read_txn().unwrap()).unwrap(), 0);
 }
+
+#[test]
+fn cli_imports_npy_embeddings_then_runs_the_analysis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("idx");
+    idx_dataset(&data, 60);
+    let npy = tmp.path().join("emb.npy");
+    let vals = write_npy(&npy, 60, 8, true);
+    let store_dir = tmp.path().join("store");
+    let arg = format!("pre={}", npy.display());
+    let out = cli(&["ingest", data.to_str().unwrap(), "--store", store_dir.to_str().unwrap(), "--embeddings", &arg])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("space pre: 60 x 8 imported"), "{stdout}");
+    let store = Store::open(&store_dir).unwrap();
+    let rtxn = store.read_txn().unwrap();
+    let sp = store.space(&rtxn, "pre").unwrap().unwrap();
+    assert_eq!(store.embedding(&rtxn, sp.index, 59).unwrap().unwrap(), &vals[59 * 8..]);
+    let scores = store.column(&rtxn, "pre", torchlight::store::columns::OUTLIER_SCORE).unwrap();
+    assert_eq!(scores.expect("ingest ran the analysis").rows(), 60);
+    assert_eq!(store.label_names(&rtxn).unwrap().len(), 10);
+
+    // Rows that match neither the items nor the records: refused with the counts.
+    let bad = tmp.path().join("bad.npy");
+    write_npy(&bad, 59, 8, false);
+    let arg = format!("bad={}", bad.display());
+    let out = cli(&[
+        "ingest",
+        data.to_str().unwrap(),
+        "--store",
+        store_dir.to_str().unwrap(),
+        "--embeddings",
+        &arg,
+        "--no-analyze",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("59 rows") && err.contains("60 items"), "{err}");
+}

@@ -4,6 +4,7 @@ use clap::Args;
 use color_eyre::eyre::{Result, eyre};
 
 use super::StoreArg;
+use crate::analysis::{self, AnalysisParams, Hooks};
 use crate::ingest::{self, IngestOptions, SpaceModel};
 use crate::source::{self, Format, OpenOptions};
 use crate::store::Store;
@@ -111,14 +112,38 @@ pub fn run(args: IngestArgs) -> Result<()> {
         let space = ingest::import_embeddings(&store, source.as_ref(), name, file, column.as_deref())?;
         println!("space {name}: {} x {} imported from {}", summary.items, space.dim, file.display());
     }
+    let has_spaces = {
+        let rtxn = store.read_txn()?;
+        !store.spaces(&rtxn)?.is_empty()
+    };
     if args.no_analyze {
         println!("analysis skipped (--no-analyze): run `torchlight analyze --store {}`", dir.display());
-    } else {
+    } else if !has_spaces {
+        println!("no embedding space to analyse (no model, no --embeddings): items and thumbnails only");
+    } else if !summary.complete {
         println!(
-            "analysis is pending: it is not part of this build yet; run `torchlight analyze --store {}` later",
+            "ingest not complete (--limit or spaces behind): run `torchlight analyze --store {}` when you want scores",
             dir.display()
         );
+        analyze(&store, &args)?;
+    } else {
+        analyze(&store, &args)?;
     }
+    Ok(())
+}
+
+/// The analysis with its defaults on the ingest's device; progress on stderr.
+fn analyze(store: &Store, args: &IngestArgs) -> Result<()> {
+    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    let params = AnalysisParams { device, ..AnalysisParams::default() };
+    let progress = |stage: &str, done: usize, total: usize| {
+        if done == total {
+            eprintln!("{stage} done");
+        }
+    };
+    let hooks = Hooks { progress: &progress, cancel: &|| false };
+    let report = analysis::run(store, &params, &hooks)?;
+    print!("{}", analysis::summary(&report));
     Ok(())
 }
 
@@ -139,9 +164,6 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     if named.is_empty() {
         return Ok(Vec::new());
     }
-    Err(eyre!(
-        "models ({}) are not available in this build yet (issue #3); ingest without models stores items and \
-         thumbnails, and --embeddings NAME=FILE imports precomputed embeddings",
-        named.iter().map(|(n, m)| format!("{n}={m}")).collect::<Vec<_>>().join(", ")
-    ))
+    // Without models: items and thumbnails only, and --embeddings NAME=FILE imports precomputed spaces.
+    super::not_yet("ingest with models", 3).map(|()| Vec::new())
 }
