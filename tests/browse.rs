@@ -28,7 +28,8 @@ fn make(dir: &Path) -> (Arc<Store>, Truth) {
 
 fn open(store: Arc<Store>, graphics: &Graphics, w: u16, h: u16) -> (App, Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
-    let options = Options { store_label: "synth-store".into(), space: None, theme: Theme { color: true } };
+    let options =
+        Options { store_label: "synth-store".into(), space: None, theme: Theme { color: true }, size: (w, h) };
     let mut app = App::new(store, options, graphics, tx).unwrap();
     app.resize(w, h);
     (app, rx)
@@ -319,7 +320,7 @@ fn no_color_draws_without_colours() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = make(dir.path());
     let (tx, _rx) = mpsc::channel();
-    let options = Options { store_label: "s".into(), space: None, theme: Theme { color: false } };
+    let options = Options { store_label: "s".into(), space: None, theme: Theme { color: false }, size: (120, 40) };
     let mut app = App::new(store, options, &Graphics::Text, tx).unwrap();
     app.resize(120, 40);
     let t = draw(&app);

@@ -238,6 +238,8 @@ pub struct Options {
     pub store_label: String,
     pub space: Option<String>,
     pub theme: Theme,
+    /// Terminal size at start-up (columns, rows): the first view is laid out for it.
+    pub size: (u16, u16),
 }
 
 pub struct App {
@@ -359,7 +361,7 @@ impl App {
             mode: Mode::Normal,
             message,
             quit: false,
-            size: (80, 24),
+            size: options.size,
             rows: Vec::new(),
             inspect: None,
             scatter: ScatterView::default(),

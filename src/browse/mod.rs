@@ -50,8 +50,12 @@ pub fn run(o: RunOptions) -> Result<(), BrowseError> {
     // The graphics query reads stdin: it must finish before the input thread starts.
     let graphics = preview::Graphics::detect(&o.graphics, o.detect_timeout);
     let (tx, rx) = mpsc::channel();
-    let options =
-        app::Options { store_label: o.dir.display().to_string(), space: o.space, theme: theme::Theme::from_env() };
+    let options = app::Options {
+        store_label: o.dir.display().to_string(),
+        space: o.space,
+        theme: theme::Theme::from_env(),
+        size: crossterm::terminal::size()?,
+    };
     let mut app = app::App::new(Arc::new(store), options, &graphics, tx.clone())?;
     let mut terminal = ratatui::try_init()?;
     let result = ui_loop(&mut terminal, &mut app, &graphics, tx, &rx);
