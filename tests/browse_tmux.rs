@@ -1,5 +1,6 @@
 //! End to end in a real terminal: the release binary inside a headless tmux, driven by send-keys. Sorts by
-//! outlier score, tags the top item, quits, and finds the tag in the store.
+//! outlier score, tags the top item, quits, and finds the tag in the store; on real digits (the demo's MNIST
+//! images, ingested and analysed by the CLI) it also finds the tag in the export.
 //! Skipped with a notice when tmux is not installed.
 
 use std::path::Path;
@@ -59,6 +60,31 @@ fn tmux_available() -> bool {
     Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
 }
 
+/// The most anomalous item of the store's first space (the one browse opens on).
+fn first_space_argmin(store: &Store) -> u32 {
+    let space = store.spaces(&store.read_txn().unwrap()).unwrap()[0].name.clone();
+    argmin(store, &space)
+}
+
+fn start_browse(tmux: &Tmux, store_dir: &Path) {
+    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let cmd = format!(
+        "env -u TERM_PROGRAM TERM=xterm-256color {bin} browse --store {} --graphics halfblocks",
+        store_dir.display()
+    );
+    let started = tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "browse", "-x", "120", "-y", "40", &cmd]);
+    assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+}
+
+fn quit(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!tmux.alive(), "browse did not quit");
+}
+
 fn argmin(store: &Store, space: &str) -> u32 {
     let r = store.read_txn().unwrap();
     let Some(Column::F32 { values, .. }) = store.column(&r, space, columns::OUTLIER_SCORE).unwrap() else { panic!() };
@@ -83,14 +109,8 @@ fn tmux_sort_tag_quit_and_find_the_tag() {
     let top = argmin(&store, "foundation");
     drop(store);
 
-    let bin = env!("CARGO_BIN_EXE_torchlight");
     let tmux = Tmux { socket: format!("torchlight-browse-test-{}", std::process::id()) };
-    let cmd = format!(
-        "env -u TERM_PROGRAM TERM=xterm-256color {bin} browse --store {} --graphics halfblocks",
-        store_dir.display()
-    );
-    let started = tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "browse", "-x", "120", "-y", "40", &cmd]);
-    assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+    start_browse(&tmux, &store_dir);
     tmux.wait_for("items 400/400");
 
     // Sort: cycle away from the outlier score and back to it, ascending (most anomalous first).
@@ -105,12 +125,7 @@ fn tmux_sort_tag_quit_and_find_the_tag() {
 
     tmux.keys(&["g", "x"]);
     tmux.wait_for(&format!("#{top} tagged outlier"));
-    tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!tmux.alive(), "browse did not quit");
+    quit(&tmux);
 
     let store = Store::open(Path::new(&store_dir)).unwrap();
     let r = store.read_txn().unwrap();
@@ -118,4 +133,62 @@ fn tmux_sort_tag_quit_and_find_the_tag() {
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].0, top);
     assert_eq!(tags[0].1.kind, Some(TagKind::Outlier));
+}
+
+#[test]
+fn tmux_real_digits_ingest_browse_tag_and_export() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the end-to-end browse test (apt-get install tmux)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let dir = tempfile::tempdir().unwrap();
+    let files = torchlight::demo::materialize(&dir.path().join("assets")).unwrap();
+    let store_dir = dir.path().join("store");
+    // 300 real MNIST digits from the demo's IDX file; their pixels as precomputed embeddings (the model path
+    // of ingest is not needed for what this test checks). Ingest runs the analysis at the end.
+    const N: usize = 300;
+    let mut idx = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&files.images).unwrap()),
+        &mut idx,
+    )
+    .unwrap();
+    let pixels: Vec<f32> = idx[16..16 + N * 784].iter().map(|&p| f32::from(p) / 255.0).collect();
+    let npy = dir.path().join("pixels.npy");
+    torchlight::npy::write_f32(std::fs::File::create(&npy).unwrap(), &[N, 784], &pixels).unwrap();
+    let out = Command::new(bin)
+        .args(["ingest", files.images.to_str().unwrap(), "--format", "idx", "--limit", "300"])
+        .args(["--store", store_dir.to_str().unwrap(), "--embeddings", &format!("pixels={}", npy.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ingest failed: {}", String::from_utf8_lossy(&out.stderr));
+    let top = {
+        let store = Store::open(&store_dir).unwrap();
+        first_space_argmin(&store)
+    };
+
+    let tmux = Tmux { socket: format!("torchlight-browse-e2e-{}", std::process::id()) };
+    start_browse(&tmux, &store_dir);
+    let screen = tmux.wait_for("sort outlier score↑");
+    assert!(screen.contains("items 300/300"), "{screen}");
+    let first_row = screen.lines().skip_while(|l| !l.contains(" id ")).nth(1).unwrap_or("").to_string();
+    assert!(first_row.starts_with(&format!("│  {top} ")), "top row is item {top}: {first_row}\n{screen}");
+    tmux.keys(&["g", "x"]);
+    tmux.wait_for(&format!("#{top} tagged outlier"));
+    quit(&tmux);
+
+    let export = dir.path().join("scores.jsonl");
+    let out = Command::new(bin)
+        .args(["export", "--store", store_dir.to_str().unwrap(), "-o", export.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&export).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 300);
+    let tagged: Vec<&serde_json::Value> = rows.iter().filter(|r| !r["tag"].is_null()).collect();
+    assert_eq!(tagged.len(), 1, "one tagged row");
+    assert_eq!(tagged[0]["id"], serde_json::json!(top));
+    assert_eq!(tagged[0]["tag"], serde_json::json!("outlier"));
 }
