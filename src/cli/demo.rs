@@ -49,14 +49,16 @@ enum Progress {
     Done,
 }
 
-fn progress(dir: &Path) -> Result<Progress> {
+/// `expected`: the number of items a finished ingest holds (the digits, or --limit of them).
+fn progress(dir: &Path, expected: u32) -> Result<Progress> {
     if !dir.join("data.mdb").exists() {
         return Ok(Progress::Ingest);
     }
     let store = Store::open(dir)?;
     let rtxn = store.read_txn()?;
-    let complete = store.dataset(&rtxn)?.is_some_and(|d| d.complete);
+    // A --limit run never marks the dataset complete (records remain), so count the items instead.
     let items = store.item_count(&rtxn)?;
+    let complete = store.dataset(&rtxn)?.is_some_and(|d| d.complete) || items >= expected;
     let spaces = store.spaces(&rtxn)?;
     let mut embedded = complete && items > 0;
     let mut analysed = true;
@@ -127,20 +129,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(dir) => dir.clone(),
         None => default_demo_store(args.limit)?,
     };
+    let expected = args.limit.map_or(demo::DIGITS, |n| n.min(demo::DIGITS)) as u32;
     eprintln!(
         "demo: {} MNIST digits, foundation EfficientNet-Lite0 (ImageNet), fine-tuned MNIST CNN; store {}",
-        args.limit.map_or(demo::DIGITS, |n| n.min(demo::DIGITS)),
+        expected,
         store_dir.display()
     );
-    let step = progress(&store_dir).wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
+    let step =
+        progress(&store_dir, expected).wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
     if step == Progress::Ingest {
         run_subcommand(&ingest_argv(&files, &store_dir, &args.device, args.limit)).wrap_err("demo: ingest failed")?;
     }
-    if progress(&store_dir)? != Progress::Done {
+    if progress(&store_dir, expected)? != Progress::Done {
         let argv = ["analyze", "--store", &path_arg(&store_dir), "--device", &args.device].map(String::from);
         run_subcommand(&argv).wrap_err("demo: analysis failed")?;
     }
-    if progress(&store_dir)? != Progress::Done {
+    if progress(&store_dir, expected)? != Progress::Done {
         return Err(eyre!(
             "demo: the store {} is still missing embeddings or outlier scores after ingest and analysis",
             store_dir.display()
@@ -181,7 +185,7 @@ mod tests {
     #[test]
     fn missing_store_needs_ingest() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(progress(&dir.path().join("none")).unwrap(), Progress::Ingest);
+        assert_eq!(progress(&dir.path().join("none"), 10).unwrap(), Progress::Ingest);
     }
 
     #[test]
