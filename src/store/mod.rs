@@ -119,7 +119,8 @@ fn column_key(space: &str, name: &str) -> String {
 }
 
 /// Column blobs: 1 byte type (0 = f32, 1 = u32), 3 zero bytes, u32 LE width, then LE values.
-fn encode_column(col: &Column) -> Vec<u8> {
+/// Public (with `decode_column` and `decode_column_row`) so fuzz/ can feed them arbitrary bytes.
+pub fn encode_column(col: &Column) -> Vec<u8> {
     let (tag, width, payload): (u8, u32, &[u8]) = match col {
         Column::F32 { width, values } => (0, *width, bytemuck::cast_slice(values)),
         Column::U32 { width, values } => (1, *width, bytemuck::cast_slice(values)),
@@ -131,7 +132,7 @@ fn encode_column(col: &Column) -> Vec<u8> {
     out
 }
 
-fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
+pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
     let corrupt = |why: &str| StoreError::Corrupt { what: format!("column {name}"), why: why.to_string() };
     if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(4) {
         return Err(corrupt("bad length"));
@@ -149,6 +150,23 @@ fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
         }),
         t => Err(corrupt(&format!("unknown type {t}"))),
     }
+}
+
+/// One row of a column blob; None when the row is past the end. Offsets are checked: a corrupt width must not
+/// overflow into a wrong slice.
+pub fn decode_column_row(name: &str, bytes: &[u8], row: u32) -> Result<Option<Column>> {
+    if bytes.len() < 8 {
+        return Err(StoreError::Corrupt { what: format!("column {name}"), why: "bad length".into() });
+    }
+    let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let row_bytes = width.checked_mul(4);
+    let start = row_bytes.and_then(|r| r.checked_mul(row as usize)).and_then(|o| o.checked_add(8));
+    let Some(body) = start.zip(row_bytes).and_then(|(s, r)| bytes.get(s..s.checked_add(r)?)) else {
+        return Ok(None);
+    };
+    let mut one = bytes[..8].to_vec();
+    one.extend_from_slice(body);
+    decode_column(name, &one).map(Some)
 }
 
 /// LMDB values carry no alignment guarantee, so f32s are copied out rather than cast in place.
@@ -593,17 +611,7 @@ impl Store {
         let Some(bytes) = self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? else {
             return Ok(None);
         };
-        if bytes.len() < 8 {
-            return Err(StoreError::Corrupt { what: format!("column {key}"), why: "bad length".into() });
-        }
-        let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
-        let start = 8 + row as usize * width * 4;
-        let Some(body) = bytes.get(start..start + width * 4) else {
-            return Ok(None);
-        };
-        let mut one = bytes[..8].to_vec();
-        one.extend_from_slice(body);
-        decode_column(&key, &one).map(Some)
+        decode_column_row(&key, bytes, row)
     }
 
     pub fn delete_column(&self, wtxn: &mut RwTxn, space: &str, name: &str) -> Result<()> {
