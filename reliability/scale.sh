@@ -1,0 +1,42 @@
+#!/bin/bash
+# Scale: a synthetic N-item, D-dim store (default 1,000,000 x 768), then `torchlight analyze` and the browse
+# bench on it; prints wall time and peak RSS of each step (GNU time). Slow: run by hand.
+#   LIBTORCH=... reliability/scale.sh [ITEMS] [DIM]        e.g. reliability/scale.sh 100000 768
+# Disk: about ITEMS * DIM * 4 * 2 spaces bytes (6.1 GB at 1M x 768). The store is kept in $SCALE_DIR
+# (default $TMPDIR) so a second run skips generation; delete it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+items=${1:-1000000}
+dim=${2:-768}
+store=${SCALE_DIR:-${TMPDIR:-/tmp}}/torchlight-scale-$items-$dim
+target=${CARGO_TARGET_DIR:-target}
+: "${LIBTORCH:?set LIBTORCH}"
+
+measure() { # label, command...
+    local label=$1
+    shift
+    local log
+    log=$(mktemp)
+    /usr/bin/time -v "$@" 2> >(tee "$log" >&2)
+    local wall rss
+    wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')
+    rss=$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')
+    printf 'FIGURE %-10s items=%s dim=%s wall=%s peak_rss=%.0f MiB\n' "$label" "$items" "$dim" "$wall" "$((rss / 1024))" \
+        | tee -a "$store.figures"
+    rm -f "$log"
+}
+
+cargo build --release --bin torchlight
+cargo test --release --test reliability --no-run
+if [ ! -e "$store/scale-complete" ]; then
+    rm -rf "$store"
+    measure generate env RELIABILITY_STORE="$store" RELIABILITY_ITEMS="$items" RELIABILITY_DIM="$dim" \
+        cargo test --release --test reliability -- --ignored --exact generate_scale_store --nocapture
+    touch "$store/scale-complete"
+fi
+du -sh "$store"
+measure analyze "$target/release/torchlight" analyze --store "$store" --device cpu
+# The browse bench opens an existing store when it finds its marker file.
+touch "$store/bench-complete"
+measure browse env BROWSE_BENCH_DIR="$store" BROWSE_BENCH_ITEMS="$items" cargo bench --bench browse
+cat "$store.figures"

@@ -1,0 +1,374 @@
+//! Fast reliability cases: kill -9 of the browser right after a tag, and the bad-input corpus (see
+//! `bad_inputs`). The slow ones (kill -9 at 20+ random points of an ingest, scale) live in reliability/.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use torchlight::store::{Store, TagKind};
+use torchlight::synth::{self, SynthParams};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("running tmux")
+    }
+
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "browse"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "browse"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.capture();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "'{text}' never appeared; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pid of the program in the pane (tmux starts `env`, which execs torchlight in place).
+    fn pane_pid(&self) -> i32 {
+        let out = self.run(&["list-panes", "-t", "browse", "-F", "#{pane_pid}"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("pane pid")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Only our own server, by its socket name.
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+fn process_alive(pid: i32) -> bool {
+    // Signal 0 checks existence; a zombie still counts until tmux reaps it, so also look at its state.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+/// Tags three items in a running browser, then kills it with SIGKILL the moment the last tag shows on screen:
+/// no quit, no drop, no flush. Every tag must be in the store when it is reopened.
+#[test]
+fn kill_9_right_after_tagging_keeps_the_tags() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the kill-during-browse test (apt-get install tmux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    drop(synth::generate(&store_dir, &SynthParams { items: 300, ..SynthParams::default() }).unwrap());
+
+    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let tmux = Tmux { socket: format!("torchlight-reliability-{}", std::process::id()) };
+    let cmd = format!(
+        "env -u TERM_PROGRAM TERM=xterm-256color {bin} browse --store {} --graphics halfblocks",
+        store_dir.display()
+    );
+    let started = tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "browse", "-x", "120", "-y", "40", &cmd]);
+    assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+    tmux.wait_for("items 300/300");
+    let pid = tmux.pane_pid();
+
+    // Three different tags on the first three rows; the ids are read back from the status message.
+    let mut want = Vec::new();
+    for (keys, kind) in [(["g", "x"], TagKind::Outlier), (["j", "m"], TagKind::Mislabeled), (["j", "d"], TagKind::Duplicate)] {
+        tmux.keys(&keys);
+        let said = format!(" tagged {}", kind.as_str());
+        let screen = tmux.wait_for(&said);
+        let line = screen.lines().find(|l| l.contains(&said)).unwrap();
+        let before = &line[..line.find(&said).unwrap()];
+        let id: u32 = before[before.rfind('#').unwrap() + 1..].parse().unwrap();
+        want.push((id, Some(kind)));
+    }
+    want.sort();
+
+    let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(killed.success(), "kill -9 {pid}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!process_alive(pid), "torchlight browse ({pid}) survived kill -9");
+
+    let store = Store::open(Path::new(&store_dir)).unwrap();
+    let r = store.read_txn().unwrap();
+    let tags: Vec<(u32, Option<TagKind>)> = store.tags(&r).unwrap().into_iter().map(|(id, t)| (id, t.kind)).collect();
+    assert_eq!(want.len(), 3);
+    assert_eq!(tags, want, "tags in the store after kill -9");
+}
+
+/// The bad-input corpus: files a user's dataset folder may really contain. Generated here (not committed) so
+/// the cases stay readable; only the CMYK JPEG and the parquet files, which nothing in Rust here can write, are
+/// committed under tests/fixtures/bad_inputs/ with the script that made them.
+mod bad_inputs {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    /// What ingesting the case must do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Expect {
+        /// Becomes an item.
+        Item,
+        /// Skipped, with a reason naming the file, the rest of the dataset ingested.
+        Skip,
+        /// Either is fine (e.g. a decoder may or may not support it) but never a crash or a silent loss.
+        ItemOrSkip,
+    }
+
+    pub struct Case {
+        pub path: PathBuf,
+        pub expect: Expect,
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+
+    /// A PNG written by hand, so headers can lie: `ihdr` is (width, height, bit depth, colour type), `rows` the
+    /// unfiltered scanlines actually stored.
+    pub fn png_raw(w: u32, h: u32, depth: u8, color: u8, palette: Option<&[u8]>, rows: &[u8]) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, color, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        if let Some(p) = palette {
+            chunk(&mut out, b"PLTE", p);
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(rows).unwrap();
+        chunk(&mut out, b"IDAT", &z.finish().unwrap());
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn rgb(w: u32, h: u32) -> image::DynamicImage {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 30) as u8, ((x + y) * 15) as u8])
+        }))
+    }
+
+    fn animated_gif() -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut out);
+            let frames = (0..3).map(|i| {
+                image::Frame::new(image::RgbaImage::from_pixel(8, 8, image::Rgba([i * 80, 0, 255 - i * 80, 255])))
+            });
+            enc.encode_frames(frames).unwrap();
+        }
+        out
+    }
+
+    /// Writes the image cases into `dir` (a flat folder) and returns them. The committed fixtures (CMYK JPEG)
+    /// are copied in from `fixtures`.
+    pub fn image_folder(dir: &Path, fixtures: &Path) -> Vec<Case> {
+        use Expect::*;
+        use image::ImageFormat as F;
+        std::fs::create_dir_all(dir).unwrap();
+        let png = encode(rgb(8, 8), F::Png);
+        let jpg = encode(rgb(8, 8), F::Jpeg);
+        let gray_row: Vec<u8> = (0..4).flat_map(|_| [0u8, 10, 20, 30, 40]).collect(); // filter byte + 4 px
+        let palette_rows: Vec<u8> = (0..4).flat_map(|_| [0u8, 0, 1, 2, 1]).collect();
+        let rgb16_rows: Vec<u8> = (0..2).flat_map(|_| std::iter::once(0u8).chain((0..12).map(|i| i * 20))).collect();
+        let mut huge_jpg = jpg.clone();
+        // Patch the SOF0 frame size to 65000 x 65000: past the decoder limits, refused before allocation.
+        let sof = huge_jpg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline JPEG");
+        huge_jpg[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+        let mut bad_crc = png.clone();
+        bad_crc[29] ^= 0xFF; // inside the IHDR CRC
+        let mut random = Vec::with_capacity(4096);
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..4096 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            random.push(x as u8);
+        }
+
+        let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
+            ("ok_rgb.png", png.clone(), Item),
+            ("ok_rgb.jpg", jpg.clone(), Item),
+            ("ok_gray.png", encode(image::DynamicImage::ImageLuma8(rgb(8, 8).to_luma8()), F::Png), Item),
+            ("ok_gray.jpg", encode(image::DynamicImage::ImageLuma8(rgb(8, 8).to_luma8()), F::Jpeg), Item),
+            ("ok_rgba.png", encode(image::DynamicImage::ImageRgba8(rgb(8, 8).to_rgba8()), F::Png), Item),
+            ("ok_gray_alpha.png", encode(image::DynamicImage::ImageLumaA8(rgb(8, 8).to_luma_alpha8()), F::Png), Item),
+            ("ok_16bit.png", png_raw(2, 2, 16, 2, None, &rgb16_rows), Item),
+            ("ok_16bit_gray.png", encode(image::DynamicImage::ImageLuma16(rgb(8, 8).to_luma16()), F::Png), Item),
+            ("ok_palette.png", png_raw(4, 4, 8, 3, Some(&[255, 0, 0, 0, 255, 0, 0, 0, 255]), &palette_rows), Item),
+            ("ok_gray_handmade.png", png_raw(4, 4, 8, 0, None, &gray_row), Item),
+            ("ok_1x1.png", encode(rgb(1, 1), F::Png), Item),
+            ("ok_1x1.jpg", encode(rgb(1, 1), F::Jpeg), Item),
+            ("ok_animated.gif", animated_gif(), Item),
+            ("ok_bmp.bmp", encode(rgb(8, 8), F::Bmp), Item),
+            ("ok_png_named.jpg", png.clone(), Item),
+            ("ok_jpeg_named.png", jpg.clone(), Item),
+            ("zero.png", Vec::new(), Skip),
+            ("zero.jpg", Vec::new(), Skip),
+            ("truncated.png", png[..png.len() / 2].to_vec(), Skip),
+            ("truncated.jpg", jpg[..jpg.len() / 2].to_vec(), Skip),
+            ("signature_only.png", png[..8].to_vec(), Skip),
+            ("garbage.png", random[..1000].to_vec(), Skip),
+            ("garbage.jpg", random[1000..3000].to_vec(), Skip),
+            ("garbage_after_magic.jpg", [&[0xFF, 0xD8, 0xFF][..], &random[..500]].concat(), Skip),
+            ("text.png", b"this is not an image\n".to_vec(), Skip),
+            ("html.jpg", b"<html><body>404 Not Found</body></html>".to_vec(), Skip),
+            ("huge_header.png", png_raw(100_000, 100_000, 8, 2, None, &[0, 0, 0, 0]), Skip),
+            ("huge_header.jpg", huge_jpg, Skip),
+            ("zero_width.png", png_raw(0, 4, 8, 0, None, &[0; 4]), Skip),
+            ("bad_crc.png", bad_crc, ItemOrSkip),
+            ("truncated.gif", animated_gif()[..40].to_vec(), Skip),
+        ];
+        let mut out = Vec::new();
+        for (name, bytes, expect) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            out.push(Case { path, expect });
+        }
+
+        let cmyk = dir.join("ok_cmyk.jpg");
+        std::fs::copy(fixtures.join("cmyk.jpg"), &cmyk).unwrap();
+        out.push(Case { path: cmyk, expect: ItemOrSkip });
+
+        // Unreadable: root reads it anyway (permissions do not bind root), so then it is a normal image.
+        let locked = dir.join("unreadable.png");
+        std::fs::write(&locked, &png).unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        out.push(Case { path: locked, expect: if root { Item } else { Skip } });
+
+        let link = dir.join("broken_link.png");
+        std::os::unix::fs::symlink(dir.join("does-not-exist.png"), &link).unwrap();
+        out.push(Case { path: link, expect: Skip });
+
+        // A name that is not UTF-8 (latin-1 "café.png"): the image is fine, the name must survive.
+        let latin1 = dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"caf\xe9.png"));
+        std::fs::write(&latin1, &png).unwrap();
+        out.push(Case { path: latin1, expect: ItemOrSkip });
+
+        // A directory with an image extension.
+        let fake_dir = dir.join("folder.png");
+        std::fs::create_dir(&fake_dir).unwrap();
+        out.push(Case { path: fake_dir, expect: ItemOrSkip });
+        out
+    }
+
+    /// IDX files that lie: wrong magic, data shorter than the header says, a header whose dimensions overflow.
+    pub fn idx_files(dir: &Path) -> Vec<PathBuf> {
+        std::fs::create_dir_all(dir).unwrap();
+        let header = |n: u32, rows: u32, cols: u32, magic: [u8; 4]| {
+            let mut v = magic.to_vec();
+            for d in [n, rows, cols] {
+                v.extend_from_slice(&d.to_be_bytes());
+            }
+            v
+        };
+        let files = [
+            ("wrong-magic-images-idx3-ubyte", [header(2, 2, 2, [0x12, 0x34, 0x08, 0x03]), vec![0; 8]].concat()),
+            ("short-images-idx3-ubyte", [header(10, 28, 28, [0, 0, 8, 3]), vec![7; 100]].concat()),
+            ("overflow-images-idx3-ubyte", [header(u32::MAX, u32::MAX, u32::MAX, [0, 0, 8, 3]), vec![1; 64]].concat()),
+            ("float-images-idx3-ubyte", [header(1, 2, 2, [0, 0, 0x0D, 3]), vec![0; 16]].concat()),
+            ("truncated-header-images-idx3-ubyte", vec![0, 0, 8, 3, 0, 0]),
+        ];
+        files
+            .into_iter()
+            .map(|(name, bytes)| {
+                let p = dir.join(name);
+                std::fs::write(&p, bytes).unwrap();
+                p
+            })
+            .collect()
+    }
+}
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad_inputs")
+}
+
+/// The corpus says what each case is; check it against the image crate itself (with decoder limits), so a
+/// case meant to be broken really is and a good one really decodes, whatever torchlight does with them.
+#[test]
+fn the_bad_input_corpus_is_what_it_claims() {
+    use bad_inputs::Expect;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = bad_inputs::image_folder(&dir.path().join("images"), &fixtures());
+    let idx = bad_inputs::idx_files(&dir.path().join("idx"));
+    assert!(cases.len() + idx.len() + 2 >= 30, "{} cases", cases.len() + idx.len() + 2);
+    for case in &cases {
+        let decoded = std::fs::read(&case.path).map_err(|e| e.to_string()).and_then(|bytes| {
+            let mut r = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().unwrap();
+            let mut limits = image::Limits::default();
+            limits.max_image_width = Some(1 << 15);
+            limits.max_image_height = Some(1 << 15);
+            r.limits(limits);
+            r.decode().map_err(|e| e.to_string())
+        });
+        match case.expect {
+            Expect::Item => assert!(decoded.is_ok(), "{}: {:?}", case.path.display(), decoded.err()),
+            Expect::Skip => assert!(decoded.is_err(), "{} decodes", case.path.display()),
+            Expect::ItemOrSkip => {}
+        }
+    }
+}
+
+/// Not a test: the store generator for reliability/scale.sh (a million 768-d items by default), run with
+/// `cargo test --release --test reliability -- --ignored --exact generate_scale_store` and
+/// RELIABILITY_STORE=DIR RELIABILITY_ITEMS=N RELIABILITY_DIM=D. Embeddings are written (analyze needs them),
+/// thumbnails only for the first 1000 items, no arroy index (analyze builds it).
+#[test]
+#[ignore]
+fn generate_scale_store() {
+    let var = |name: &str, default: u32| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let dir = std::path::PathBuf::from(std::env::var("RELIABILITY_STORE").expect("RELIABILITY_STORE=DIR"));
+    let p = SynthParams {
+        items: var("RELIABILITY_ITEMS", 1_000_000),
+        dim: var("RELIABILITY_DIM", 768),
+        thumbnails: 1000,
+        embeddings: true,
+        ann: false,
+        ..SynthParams::default()
+    };
+    let t = Instant::now();
+    drop(synth::generate(&dir, &p).unwrap());
+    println!("generated {} items x {} dims in {:.1} s at {}", p.items, p.dim, t.elapsed().as_secs_f64(), dir.display());
+}
