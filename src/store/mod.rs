@@ -141,7 +141,15 @@ pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
     if width == 0 {
         return Err(corrupt("zero width"));
     }
+    // Found by fuzz/store_column: without these, a blob with junk in its padding or a partial last row
+    // decoded as if it were whole.
+    if bytes[1..4] != [0, 0, 0] {
+        return Err(corrupt("nonzero padding"));
+    }
     let body = &bytes[8..];
+    if !(body.len() / 4).is_multiple_of(width as usize) {
+        return Err(corrupt("length is not a whole number of rows"));
+    }
     match bytes[0] {
         0 => Ok(Column::F32 { width, values: le_f32(body) }),
         1 => Ok(Column::U32 {
