@@ -186,7 +186,8 @@ impl Source for IdxSource {
     }
 
     fn records(&self, start: usize) -> Result<RecordIter<'_>> {
-        let stride = (self.width * self.height) as usize * self.channels as usize;
+        // In usize: width * height of a (0-image) header can overflow u32 (found by fuzz/source_idx).
+        let stride = self.width as usize * self.height as usize * self.channels as usize;
         let base = self.images_path.to_string_lossy().into_owned();
         Ok(Box::new((start..self.info.len).map(move |i| {
             Ok(Record {
