@@ -88,7 +88,9 @@ fn kill_9_right_after_tagging_keeps_the_tags() {
 
     // Three different tags on the first three rows; the ids are read back from the status message.
     let mut want = Vec::new();
-    for (keys, kind) in [(["g", "x"], TagKind::Outlier), (["j", "m"], TagKind::Mislabeled), (["j", "d"], TagKind::Duplicate)] {
+    for (keys, kind) in
+        [(["g", "x"], TagKind::Outlier), (["j", "m"], TagKind::Mislabeled), (["j", "d"], TagKind::Duplicate)]
+    {
         tmux.keys(&keys);
         let said = format!(" tagged {}", kind.as_str());
         let screen = tmux.wait_for(&said);
@@ -97,7 +99,7 @@ fn kill_9_right_after_tagging_keeps_the_tags() {
         let id: u32 = before[before.rfind('#').unwrap() + 1..].parse().unwrap();
         want.push((id, Some(kind)));
     }
-    want.sort();
+    want.sort_by_key(|w| w.0);
 
     let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(killed.success(), "kill -9 {pid}");
@@ -130,6 +132,8 @@ mod bad_inputs {
         Skip,
         /// Either is fine (e.g. a decoder may or may not support it) but never a crash or a silent loss.
         ItemOrSkip,
+        /// Not a file (a directory named like an image): not part of the dataset.
+        NotAFile,
     }
 
     pub struct Case {
@@ -289,7 +293,7 @@ mod bad_inputs {
         // A directory with an image extension.
         let fake_dir = dir.join("folder.png");
         std::fs::create_dir(&fake_dir).unwrap();
-        out.push(Case { path: fake_dir, expect: ItemOrSkip });
+        out.push(Case { path: fake_dir, expect: NotAFile });
         out
     }
 
@@ -346,7 +350,7 @@ fn the_bad_input_corpus_is_what_it_claims() {
         match case.expect {
             Expect::Item => assert!(decoded.is_ok(), "{}: {:?}", case.path.display(), decoded.err()),
             Expect::Skip => assert!(decoded.is_err(), "{} decodes", case.path.display()),
-            Expect::ItemOrSkip => {}
+            Expect::ItemOrSkip | Expect::NotAFile => {}
         }
     }
 }
@@ -371,4 +375,110 @@ fn generate_scale_store() {
     let t = Instant::now();
     drop(synth::generate(&dir, &p).unwrap());
     println!("generated {} items x {} dims in {:.1} s at {}", p.items, p.dim, t.elapsed().as_secs_f64(), dir.display());
+}
+
+fn torchlight(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_torchlight")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// (item sources, skipped (source, reason)) of a store.
+fn store_contents(dir: &Path) -> (Vec<String>, Vec<(String, String)>) {
+    let store = Store::open(dir).unwrap();
+    let r = store.read_txn().unwrap();
+    let items = store.items(&r).unwrap().into_iter().map(|i| i.source).collect();
+    let skipped = store.skipped(&r).unwrap().into_iter().map(|s| (s.source, s.reason)).collect();
+    (items, skipped)
+}
+
+/// The image corpus ingested as a flat folder: exit 0, every good image an item, every bad one a skipped
+/// record with a reason (and a warning naming the file), nothing missing and nothing counted twice.
+#[test]
+fn ingesting_the_bad_image_corpus_skips_each_bad_file_by_name() {
+    use bad_inputs::Expect;
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let cases = bad_inputs::image_folder(&images, &fixtures());
+    let store = dir.path().join("store");
+    let (code, out) =
+        torchlight(&["ingest", images.to_str().unwrap(), "--store", store.to_str().unwrap(), "--no-analyze"]);
+    assert_eq!(code, 0, "{out}");
+    let (items, skipped) = store_contents(&store);
+    let name = |src: &str| Path::new(src).file_name().unwrap().to_string_lossy().into_owned();
+    for case in &cases {
+        let file = case.path.file_name().unwrap().to_string_lossy().into_owned();
+        let as_item = items.iter().any(|s| name(s) == file);
+        let as_skip = skipped.iter().find(|(s, _)| name(s) == file);
+        let ok = match case.expect {
+            Expect::Item => as_item && as_skip.is_none(),
+            Expect::Skip => !as_item && as_skip.is_some_and(|(_, why)| !why.is_empty()),
+            Expect::ItemOrSkip => as_item != as_skip.is_some(),
+            Expect::NotAFile => !as_item && as_skip.is_none(),
+        };
+        assert!(ok, "{file}: expected {:?}, item {as_item}, skipped {as_skip:?}\n{out}", case.expect);
+        if as_skip.is_some() {
+            assert!(
+                out.contains(&format!("skipping {}", case.path.to_string_lossy())) || out.contains(&file),
+                "{file} not named:\n{out}"
+            );
+        }
+    }
+    let files = cases.iter().filter(|c| c.expect != Expect::NotAFile).count();
+    assert_eq!(items.len() + skipped.len(), files, "items {items:?}\nskipped {skipped:?}");
+}
+
+/// Whole datasets that are broken: refused with exit 1 and a message naming the file, or (null cells, missing
+/// files named by a manifest) ingested with those records skipped by name.
+#[test]
+fn broken_datasets_are_refused_or_skipped_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = |n: &str| dir.path().join(format!("store-{n}")).to_string_lossy().into_owned();
+    let ingest = |src: &Path, n: &str, format: &str| {
+        torchlight(&["ingest", src.to_str().unwrap(), "--store", &store(n), "--format", format, "--no-analyze"])
+    };
+
+    for (i, idx) in bad_inputs::idx_files(&dir.path().join("idx")).iter().enumerate() {
+        let (code, out) = ingest(idx, &format!("idx{i}"), "idx");
+        assert_eq!(code, 1, "{}: {out}", idx.display());
+        assert!(out.contains(&idx.file_name().unwrap().to_string_lossy().into_owned()), "{}: {out}", idx.display());
+    }
+
+    // CIFAR-10 batch that is not a whole number of 3073-byte records.
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![1u8; 3073 + 100]).unwrap();
+    let (code, out) = ingest(&cifar, "cifar", "cifar");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("data_batch_1.bin"), "{out}");
+
+    let (code, out) = ingest(&fixtures().join("no_image_column.parquet"), "noimg", "parquet");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no_image_column.parquet"), "{out}");
+
+    // Five rows: two images, a null cell, a null struct field, garbage bytes.
+    let (code, out) = ingest(&fixtures().join("null_images.parquet"), "nulls", "parquet");
+    assert_eq!(code, 0, "{out}");
+    let (items, skipped) = store_contents(Path::new(&store("nulls")));
+    assert_eq!(items.len(), 2, "{items:?} {skipped:?}");
+    let rows: Vec<&str> = skipped.iter().map(|(s, _)| &s[s.rfind('#').unwrap()..]).collect();
+    assert_eq!(rows, ["#row=1", "#row=2", "#row=3"], "{skipped:?}");
+
+    // A manifest naming one real file and three that are not there.
+    let csv_dir = dir.path().join("csv");
+    std::fs::create_dir_all(&csv_dir).unwrap();
+    std::fs::copy(fixtures().join("cmyk.jpg"), csv_dir.join("real.jpg")).unwrap();
+    std::fs::write(
+        csv_dir.join("manifest.csv"),
+        "image,label\nreal.jpg,a\nmissing.png,b\nsub/also-missing.jpg,a\n/nonexistent/abs.png,b\n",
+    )
+    .unwrap();
+    let (code, out) = ingest(&csv_dir.join("manifest.csv"), "csv", "csv");
+    assert_eq!(code, 0, "{out}");
+    let (items, skipped) = store_contents(Path::new(&store("csv")));
+    assert_eq!(items.len() + skipped.len(), 4, "{items:?} {skipped:?}");
+    for missing in ["missing.png", "also-missing.jpg", "abs.png"] {
+        assert!(skipped.iter().any(|(s, _)| s.ends_with(missing)), "{missing} not skipped: {skipped:?}");
+        assert!(out.contains(missing), "{missing} not named:\n{out}");
+    }
 }
