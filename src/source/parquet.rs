@@ -38,7 +38,22 @@ fn perr(path: &Path) -> impl FnOnce(::parquet::errors::ParquetError) -> SourceEr
 
 fn open_reader(path: &Path) -> Result<SerializedFileReader<File>> {
     let file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
-    SerializedFileReader::new(file).map_err(perr(path))
+    let reader = SerializedFileReader::new(file).map_err(perr(path))?;
+    // The parquet crate asserts (panics) on a negative column chunk offset or size when it reads rows; a corrupt
+    // file must be refused here instead (found by fuzz/source_parquet).
+    for rg in reader.metadata().row_groups() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            if start < 0 || c.compressed_size() < 0 {
+                return Err(SourceError::Invalid {
+                    path: path.to_path_buf(),
+                    format: "parquet",
+                    why: format!("column {} has a negative offset or size: the file is corrupt", c.column_path()),
+                });
+            }
+        }
+    }
+    Ok(reader)
 }
 
 /// Parquet files below `dir`, sorted by path.
