@@ -482,3 +482,47 @@ fn broken_datasets_are_refused_or_skipped_by_name() {
         assert!(out.contains(missing), "{missing} not named:\n{out}");
     }
 }
+
+/// Inputs the fuzzers found (fuzz/): each once made torchlight panic; now each is an error.
+#[test]
+fn fuzz_findings_are_errors_not_panics() {
+    use torchlight::store::{Column, decode_column, decode_column_row, encode_column};
+    // store_column: junk in the padding bytes, and a partial last row.
+    let mut blob = encode_column(&Column::F32 { width: 2, values: vec![1.0, 2.0, 3.0, 4.0] });
+    assert!(decode_column("c", &blob).is_ok());
+    blob[2] = 0x5b;
+    assert!(decode_column("c", &blob).is_err());
+    let partial = encode_column(&Column::U32 { width: 3, values: vec![1, 2, 3, 4] });
+    assert!(decode_column("c", &partial).is_err());
+    // A row far past the end with a huge width must not overflow into a wrong slice.
+    let huge = [[0u8, 0, 0, 0].as_slice(), &u32::MAX.to_le_bytes(), &[0; 8]].concat();
+    assert!(matches!(decode_column_row("c", &huge, u32::MAX), Ok(None)));
+
+    // source_parquet: a column chunk with a negative offset (the parquet crate asserts on it).
+    let bad = fixtures().join("negative_offset.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (code, out) =
+        torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("negative_offset.parquet"), "{out}");
+
+    // source_idx: zero images of 65536 x 65536 (the row stride overflowed u32; a panic only where overflow
+    // checks are on, as in the fuzz build).
+    let idx = dir.path().join("empty-images-idx3-ubyte");
+    std::fs::write(
+        &idx,
+        [[0u8, 0, 8, 3].as_slice(), &0u32.to_be_bytes(), &65536u32.to_be_bytes(), &65536u32.to_be_bytes()].concat(),
+    )
+    .unwrap();
+    let (code, out) = torchlight(&[
+        "ingest",
+        idx.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "idx",
+        "--no-analyze",
+    ]);
+    assert_ne!(code, 101, "panicked: {out}");
+}
