@@ -10,7 +10,8 @@ use torchlight::source::{self, Format, OpenOptions};
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let base =
+            if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
         let d = base.join(format!("torchlight-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d

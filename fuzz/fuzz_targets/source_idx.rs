@@ -1,5 +1,5 @@
-//! IDX (MNIST family): arbitrary bytes as the images file, the first byte decides whether a labels file
-//! of the remaining length goes with it.
+//! IDX (MNIST family): the first two bytes (u16 LE) say where the images file ends and a labels file begins;
+//! 0 means an images file alone.
 #![no_main]
 
 #[path = "common.rs"]
@@ -9,12 +9,15 @@ use libfuzzer_sys::fuzz_target;
 use torchlight::source::Format;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
-    let cut = (split as usize * rest.len()) / 255;
-    let (images, labels) = rest.split_at(cut);
-    if split & 1 == 0 {
+    if data.len() < 2 {
+        return;
+    }
+    let cut = u16::from_le_bytes([data[0], data[1]]) as usize;
+    let rest = &data[2..];
+    if cut == 0 {
         common::read_dataset(Format::Idx, &[("train-images-idx3-ubyte", rest)], "train-images-idx3-ubyte");
     } else {
+        let (images, labels) = rest.split_at(cut.min(rest.len()));
         let files: [(&str, &[u8]); 2] = [("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)];
         common::read_dataset(Format::Idx, &files, "train-images-idx3-ubyte");
     }

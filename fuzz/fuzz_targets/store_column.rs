@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
                 let got: Vec<u32> = r.iter().map(|v| v.to_bits()).collect();
                 assert_eq!(want, got);
             }
-            (Column::U32 { values, .. }, Column::U32 { values: r, .. }) => assert_eq!(&values[start..start + w], &r[..]),
+            (Column::U32 { values, .. }, Column::U32 { values: r, .. }) => {
+                assert_eq!(&values[start..start + w], &r[..])
+            }
             _ => panic!("row decoded as another type than the column"),
         }
     }
