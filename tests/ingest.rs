@@ -393,10 +393,14 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     let n = 6000;
     idx_dataset(&data, n);
     let data_s = data.to_str().unwrap();
+    let args = |store: &Path| -> Vec<String> {
+        ["ingest", data_s, "--store", store.to_str().unwrap(), "--batch-size", "16", "--no-analyze"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
     let run = |store: &Path| {
-        let out = cli(&["ingest", data_s, "--store", store.to_str().unwrap(), "--batch-size", "16", "--no-analyze"])
-            .output()
-            .unwrap();
+        let out = cli(&args(store).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -427,19 +431,18 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let at_kill = store.cursor(&store.read_txn().unwrap(), "records").unwrap();
+    let (at_kill, items_at_kill) = {
+        let rtxn = store.read_txn().unwrap();
+        (store.cursor(&rtxn, "records").unwrap(), store.item_count(&rtxn).unwrap() as u64)
+    };
     assert!(at_kill < n as u64, "killed after the end ({at_kill}): make the dataset bigger");
-    assert_eq!(
-        store.item_count(&store.read_txn().unwrap()).unwrap() as u64,
-        at_kill,
-        "items and cursor committed together"
-    );
+    assert_eq!(items_at_kill, at_kill, "items and cursor committed together");
 
+    // The rerun continues after the last commit (which this process may see a moment late: at or after at_kill).
     let out = run(&killed_dir);
-    assert!(
-        out.contains(&format!("ingested {} new items ({n} in the store)", n as u64 - at_kill)),
-        "killed at {at_kill}: {out}"
-    );
+    let new: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(new > 0 && new <= n as u64 - at_kill, "killed at {at_kill}: {out}");
+    assert!(out.contains(&format!("({n} in the store) from {new} records")), "{out}");
     let full = Store::open(&full_dir).unwrap();
     assert_eq!(dump(&store), dump(&full));
 }
@@ -502,4 +505,56 @@ fn cli_imports_npy_embeddings_then_runs_the_analysis() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("59 rows") && err.contains("60 items"), "{err}");
+}
+
+/// The demo's real assets: 10,000 MNIST digits (IDX) and a pretrained MNIST CNN (TorchScript + JSON).
+fn demo_assets() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/assets")
+}
+
+#[test]
+fn real_mnist_digits_through_the_pretrained_cnn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let assets = demo_assets();
+    let images = assets.join("mnist-digits-images-idx3-ubyte.gz");
+    let model = format!("cnn={}", assets.join("mnist-cnn.pt").display());
+    let store_dir = tmp.path().join("store");
+    let out = cli(&[
+        "ingest",
+        images.to_str().unwrap(),
+        "--store",
+        store_dir.to_str().unwrap(),
+        "--model",
+        &model,
+        "--limit",
+        "600",
+        "--device",
+        "cpu",
+        "--no-analyze",
+    ])
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("space cnn: 600 embedded"), "{stdout}");
+    let store = Store::open(&store_dir).unwrap();
+    let rtxn = store.read_txn().unwrap();
+    assert_eq!(store.item_count(&rtxn).unwrap(), 600);
+    assert_eq!(store.label_names(&rtxn).unwrap(), (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
+    let sp = store.space(&rtxn, "cnn").unwrap().unwrap();
+    assert_eq!((sp.dim, sp.num_classes, sp.model.kind.as_str()), (256, 10, "torchscript"));
+    // A real pretrained classifier on real digits: the stored probabilities mostly pick the true label.
+    let labels = store.labels(&rtxn).unwrap();
+    let mut correct = 0;
+    for (id, label) in labels.iter().enumerate() {
+        let p = store.probs(&rtxn, sp.index, id as u32).unwrap().unwrap();
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let pred = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+        correct += usize::from(Some(pred) == *label);
+        assert_eq!(store.embedding(&rtxn, sp.index, id as u32).unwrap().unwrap().len(), 256);
+    }
+    assert!(correct >= 570, "{correct} of 600 digits classified right");
+    let item = store.item(&rtxn, 3).unwrap().unwrap();
+    assert_eq!((item.width, item.height), (28, 28));
+    assert!(item.source.ends_with("mnist-digits-images-idx3-ubyte.gz#3"));
 }

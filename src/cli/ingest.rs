@@ -1,11 +1,15 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use color_eyre::eyre::{Result, eyre};
+use std::sync::Arc;
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::StoreArg;
 use crate::analysis::{self, AnalysisParams, Hooks};
 use crate::ingest::{self, IngestOptions, SpaceModel};
+use crate::model::{Embedder, ModelOptions, Pooling};
+use crate::preprocess::preprocess;
 use crate::source::{self, Format, OpenOptions};
 use crate::store::Store;
 
@@ -86,6 +90,10 @@ pub fn run(args: IngestArgs) -> Result<()> {
     }
     let models = load_models(&args)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.threads.is_some() {
+        // The same budget for libtorch's own CPU threads (the model forward).
+        tch::set_num_threads(threads as i32);
+    }
 
     let dir = args.store.dir()?;
     let store = Store::create_or_open(&dir)?;
@@ -164,6 +172,39 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     if named.is_empty() {
         return Ok(Vec::new());
     }
-    // Without models: items and thumbnails only, and --embeddings NAME=FILE imports precomputed spaces.
-    super::not_yet("ingest with models", 3).map(|()| Vec::new())
+    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    let kind = match args.precision.as_str() {
+        "fp16" => tch::Kind::Half,
+        "bf16" => tch::Kind::BFloat16,
+        _ => tch::Kind::Float,
+    };
+    if kind != tch::Kind::Float && device == tch::Device::Cpu {
+        return Err(eyre!("--precision {} needs a CUDA device; on CPU use fp32", args.precision));
+    }
+    let pooling = Pooling::parse(&args.pooling).expect("clap checked the pooling");
+    let opts = ModelOptions { device, kind, pooling, preprocess: args.preprocess.clone() };
+    named
+        .into_iter()
+        .map(|(name, model)| {
+            let embedder =
+                Embedder::load(&model, &opts).wrap_err_with(|| format!("loading model {model} for space {name}"))?;
+            let cfg = embedder.preprocess_config().clone();
+            let space = ingest::space_info(
+                &name,
+                embedder.spec(),
+                embedder.dim(),
+                embedder.num_classes(),
+                embedder.class_names(),
+            );
+            Ok(SpaceModel {
+                space,
+                // Models with equal preprocessing share one preprocessed tensor per image.
+                prepare_key: format!("{cfg:?}"),
+                prepare: Arc::new(move |img| preprocess(img, &cfg)),
+                embed: Box::new(move |batch, n| {
+                    embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.to_string())
+                }),
+            })
+        })
+        .collect()
 }

@@ -82,8 +82,3 @@ pub fn main() -> Result<()> {
         Command::Demo(args) => demo::run(args),
     }
 }
-
-/// For a subcommand whose work has not landed yet: say so and fail, never pretend.
-pub(crate) fn not_yet(what: &str, issue: u32) -> Result<()> {
-    Err(eyre!("`torchlight {what}` is not available in this build yet (tracked in issue #{issue})"))
-}
