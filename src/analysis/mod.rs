@@ -394,7 +394,7 @@ pub fn summary(report: &AnalysisReport) -> String {
             "space {}: {} items x {} dims, {} kNN k={} on {:?}, outlier metric {:?}",
             sp.name, sp.n, sp.dim, how, sp.k, sp.device, sp.metric
         );
-        let tops: Vec<String> = sp.top_outliers.iter().map(|&(id, score)| format!("{id} ({score:.3})")).collect();
+        let tops: Vec<String> = sp.top_outliers.iter().map(|&(id, score)| format!("{id} ({score:.2e})")).collect();
         let _ = writeln!(s, "  top outliers (score; 1 = typical): {}", tops.join(", "));
         let _ = writeln!(s, "  near duplicates: {} items in {} groups", sp.near_duplicates, sp.duplicate_groups);
         match (sp.label_issues, &sp.label_note) {
