@@ -299,3 +299,35 @@ fn analyze_command_prints_a_summary_and_refuses_a_second_writer() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("busy"));
 }
+
+#[test]
+fn projections_are_written_and_later_spaces_aligned_to_the_first() {
+    let dg = data("digits");
+    // The same digits with columns reversed and negated: identical cosine geometry, PCA axes flipped.
+    let flipped: Vec<f32> = dg.x.chunks(dg.d).flat_map(|r| r.iter().rev().map(|v| -v).collect::<Vec<_>>()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &dg, None, None);
+    let mut w = store.write_txn().unwrap();
+    let sp = store.put_space(&mut w, space("flipped", dg.d, 0)).unwrap();
+    for i in 0..dg.n {
+        store.put_embedding(&mut w, sp.index, i as u32, &flipped[i * dg.d..(i + 1) * dg.d]).unwrap();
+    }
+    store.commit(w).unwrap();
+    let umap = analysis::UmapSettings { n_neighbors: 15, min_dist: 0.1, seed: 42, n_epochs: Some(100) };
+    let report = analysis::run(&store, &AnalysisParams { umap: Some(umap), ..cpu_params() }, &Hooks::none()).unwrap();
+    let col = |space: &str, name: &str| match store.column(&store.read_txn().unwrap(), space, name).unwrap() {
+        Some(Column::F32 { width: 2, values }) => values,
+        other => panic!("{space}/{name}: {other:?}"),
+    };
+    let (a, b) = (col("pixels", columns::PCA), col("flipped", columns::PCA));
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff <= 1e-3 * scale, "aligned PCA differs by {diff} (scale {scale})");
+    for space in ["pixels", "flipped"] {
+        let u = col(space, columns::UMAP);
+        assert_eq!(u.len(), 2 * dg.n);
+        assert!(u.iter().all(|v| v.is_finite()));
+    }
+    let ratio = report.spaces[0].pca_explained_variance_ratio;
+    assert!(ratio[0] > ratio[1] && ratio[1] > 0.05, "{ratio:?}");
+}

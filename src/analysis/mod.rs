@@ -115,6 +115,8 @@ pub struct SpaceReport {
     /// Recall@10 of the arroy index against exact neighbours, on `recall_sample` items.
     pub ann_recall: f64,
     pub recall_sample: usize,
+    /// sklearn's `explained_variance_ratio_` of the two PCA components.
+    pub pca_explained_variance_ratio: [f64; 2],
     pub timings: Vec<(&'static str, f64)>,
 }
 
@@ -141,7 +143,9 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
     };
     let mut report = AnalysisReport::default();
     for space in spaces.iter().filter(|s| params.spaces.is_empty() || params.spaces.contains(&s.name)) {
-        report.spaces.push(run_space(store, space, &labels.0, labels.1.len(), params, hooks)?);
+        // Projections of later spaces are aligned to the first space's, as stored (this run's or an earlier one).
+        let reference = (space.name != all_first(&spaces)).then(|| all_first(&spaces).to_string());
+        report.spaces.push(run_space(store, space, &labels.0, labels.1.len(), reference.as_deref(), params, hooks)?);
     }
     let mut wtxn = store.write_txn()?;
     let settings = serde_json::json!({
@@ -156,6 +160,10 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
     Ok(report)
 }
 
+fn all_first(spaces: &[SpaceInfo]) -> &str {
+    spaces.iter().min_by_key(|s| s.index).map_or("", |s| s.name.as_str())
+}
+
 fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
@@ -165,6 +173,7 @@ fn run_space(
     space: &SpaceInfo,
     labels: &[Option<u32>],
     label_names: usize,
+    reference: Option<&str>,
     params: &AnalysisParams,
     hooks: &Hooks,
 ) -> Result<SpaceReport> {
@@ -243,6 +252,37 @@ fn run_space(
     };
     lap("labels", &mut timings);
 
+    (hooks.progress)(&format!("{name}: projections"), 0, 1);
+    let pca = pca::pca_2d(&x, n, d);
+    lap("pca", &mut timings);
+    let umap_layout = match &params.umap {
+        Some(u) if umap_k >= 2 => {
+            let g = cos_knn.truncate(umap_k);
+            let up = umap::UmapParams {
+                n_neighbors: u.n_neighbors,
+                min_dist: u.min_dist,
+                seed: u.seed,
+                n_epochs: u.n_epochs,
+            };
+            let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &up, &pca.coords);
+            lap("umap", &mut timings);
+            Some(layout)
+        }
+        _ => None,
+    };
+    let aligned = |coords: Vec<f32>, column: &str| -> Result<Vec<f32>> {
+        let Some(reference) = reference else { return Ok(coords) };
+        let rtxn = store.read_txn()?;
+        match store.column(&rtxn, reference, column)? {
+            Some(Column::F32 { width: 2, values }) if values.len() == coords.len() => {
+                Ok(procrustes::align(&values, &coords, n))
+            }
+            _ => Ok(coords),
+        }
+    };
+    let pca_coords = aligned(pca.coords, columns::PCA)?;
+    let umap_coords = umap_layout.map(|l| aligned(l, columns::UMAP)).transpose()?;
+
     let mut wtxn = store.write_txn()?;
     let f1 = |values: Vec<f32>| Column::F32 { width: 1, values };
     let u1 = |values: Vec<u32>| Column::U32 { width: 1, values };
@@ -278,6 +318,10 @@ fn run_space(
                 store.delete_column(&mut wtxn, name, col)?;
             }
         }
+    }
+    store.put_column(&mut wtxn, name, columns::PCA, &Column::F32 { width: 2, values: pca_coords })?;
+    if let Some(u) = umap_coords {
+        store.put_column(&mut wtxn, name, columns::UMAP, &Column::F32 { width: 2, values: u })?;
     }
     if !params.approximate {
         store.build_ann(&mut wtxn, space.index, d, &x, params.ann, hooks.cancel)?;
@@ -318,6 +362,7 @@ fn run_space(
         label_note,
         ann_recall,
         recall_sample,
+        pca_explained_variance_ratio: pca.explained_variance_ratio,
         timings,
     })
 }
@@ -407,6 +452,8 @@ pub fn summary(report: &AnalysisReport) -> String {
             (None, None) => {}
         }
         let _ = writeln!(s, "  arroy recall@10 vs exact: {:.4} on {} items", sp.ann_recall, sp.recall_sample);
+        let [r1, r2] = sp.pca_explained_variance_ratio;
+        let _ = writeln!(s, "  PCA explained variance ratio: {r1:.3}, {r2:.3}");
         let times: Vec<String> = sp.timings.iter().map(|(k, v)| format!("{k} {v:.2}s")).collect();
         let _ = writeln!(s, "  timings: {}", times.join(", "));
     }
