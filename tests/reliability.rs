@@ -5,57 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::tmux::{Tmux, tmux_available};
 use torchlight::store::{Store, TagKind};
 use torchlight::synth::{self, SynthParams};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("running tmux")
-    }
-
-    fn capture(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "browse"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "browse"];
-        args.extend_from_slice(keys);
-        assert!(self.run(&args).status.success());
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.capture();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "'{text}' never appeared; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The pid of the program in the pane (tmux starts `env`, which execs torchlight in place).
-    fn pane_pid(&self) -> i32 {
-        let out = self.run(&["list-panes", "-t", "browse", "-F", "#{pane_pid}"]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("pane pid")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // Only our own server, by its socket name.
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
-}
 
 fn process_alive(pid: i32) -> bool {
     // Signal 0 checks existence; a zombie still counts until tmux reaps it, so also look at its state.
