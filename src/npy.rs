@@ -1,5 +1,5 @@
-//! NumPy `.npy` files, format version 1.0, little-endian C order: enough to write embeddings for Python
-//! and to read back arrays that Python wrote (test fixtures, precomputed embeddings).
+//! NumPy `.npy` files: written as format 1.0, little-endian C order, for Python; read in any of the versions,
+//! byte orders and memory orders numpy writes (test fixtures, precomputed embeddings).
 
 use std::io::{Read, Write};
 
@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 pub enum NpyError {
     #[error("not a .npy file (bad magic or header): {0}")]
     Format(String),
-    #[error("unsupported .npy array: {0}; save a little-endian, C-order float32/float64/int/uint8/bool array")]
+    #[error("unsupported .npy array: {0}; save a float32/float64/int/uint8/bool array")]
     Unsupported(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -25,28 +25,40 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn parse(descr: &str) -> Option<Dtype> {
-        Some(match descr {
-            "<f4" => Dtype::F32,
-            "<f8" => Dtype::F64,
-            "|u1" | "<u1" => Dtype::U8,
-            "|b1" => Dtype::Bool,
-            "<i4" => Dtype::I32,
-            "<i8" => Dtype::I64,
+    /// The type and whether it is stored big-endian.
+    fn parse(descr: &str) -> Option<(Dtype, bool)> {
+        let (order, kind) = descr.split_at_checked(1)?;
+        let big = match order {
+            "<" | "|" | "=" => false,
+            ">" => true,
             _ => return None,
-        })
+        };
+        let dtype = match kind {
+            "f4" => Dtype::F32,
+            "f8" => Dtype::F64,
+            "u1" => Dtype::U8,
+            "b1" => Dtype::Bool,
+            "i4" => Dtype::I32,
+            "i8" => Dtype::I64,
+            _ => return None,
+        };
+        Some((dtype, big))
     }
 
-    fn size(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             Dtype::U8 | Dtype::Bool => 1,
             Dtype::F32 | Dtype::I32 => 4,
             Dtype::F64 | Dtype::I64 => 8,
         }
     }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Dtype::F32 | Dtype::F64)
+    }
 }
 
-/// An array read from a .npy file; values are kept as raw little-endian bytes.
+/// An array read from a .npy file: raw little-endian values in C (row-major) order, whatever the file held.
 #[derive(Debug, Clone)]
 pub struct NpyArray {
     pub dtype: Dtype,
@@ -76,33 +88,37 @@ impl NpyArray {
     }
 
     pub fn to_f32(&self) -> Vec<f32> {
-        self.to_f64().into_iter().map(|v| v as f32).collect()
+        match self.dtype {
+            // Straight from the bytes: a million 768-d rows need no f64 copy.
+            Dtype::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            _ => self.to_f64().into_iter().map(|v| v as f32).collect(),
+        }
     }
 }
 
 /// Reads a whole .npy stream.
 pub fn read(mut r: impl Read) -> Result<NpyArray, NpyError> {
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)?;
-    if &magic[..6] != b"\x93NUMPY" {
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes)?;
+    parse(bytes)
+}
+
+/// Parses a whole .npy file's bytes. The data length is checked against the header before anything is
+/// allocated, so a forged shape cannot ask for more memory than the file holds.
+pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(NpyError::Format("missing \\x93NUMPY magic".into()));
     }
-    let header_len = match magic[6] {
-        1 => {
-            let mut b = [0u8; 2];
-            r.read_exact(&mut b)?;
-            u16::from_le_bytes(b) as usize
-        }
-        2 | 3 => {
-            let mut b = [0u8; 4];
-            r.read_exact(&mut b)?;
-            u32::from_le_bytes(b) as usize
-        }
+    let (header_len, header_start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
         v => return Err(NpyError::Format(format!("format version {v}"))),
     };
-    let mut header = vec![0u8; header_len];
-    r.read_exact(&mut header)?;
-    let header = String::from_utf8_lossy(&header).to_string();
+    let data_start = header_start + header_len;
+    let header = bytes
+        .get(header_start..data_start)
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .ok_or_else(|| NpyError::Format("truncated header".into()))?;
     let field = |key: &str| -> Option<String> {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
         let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
@@ -110,14 +126,16 @@ pub fn read(mut r: impl Read) -> Result<NpyArray, NpyError> {
             Some(body[..body.find(')')?].to_string())
         } else {
             let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim().trim_matches('\'').to_string())
+            Some(rest[..end].trim().trim_matches(['\'', '"']).to_string())
         }
     };
     let descr = field("descr").ok_or_else(|| NpyError::Format(format!("no descr in header {header}")))?;
-    let dtype = Dtype::parse(&descr).ok_or_else(|| NpyError::Unsupported(format!("dtype {descr}")))?;
-    if field("fortran_order").as_deref() != Some("False") {
-        return Err(NpyError::Unsupported("Fortran order".into()));
-    }
+    let (dtype, big) = Dtype::parse(&descr).ok_or_else(|| NpyError::Unsupported(format!("dtype {descr}")))?;
+    let fortran = match field("fortran_order").as_deref() {
+        Some("False") => false,
+        Some("True") => true,
+        _ => return Err(NpyError::Format(format!("no fortran_order in header {header}"))),
+    };
     let shape_s = field("shape").ok_or_else(|| NpyError::Format(format!("no shape in header {header}")))?;
     let shape = shape_s
         .split(',')
@@ -125,9 +143,48 @@ pub fn read(mut r: impl Read) -> Result<NpyArray, NpyError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| NpyError::Format(format!("bad shape ({shape_s})"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut data = vec![0u8; shape.iter().product::<usize>() * dtype.size()];
-    r.read_exact(&mut data)?;
+    let size = dtype.size();
+    let need = shape
+        .iter()
+        .try_fold(size, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| NpyError::Format(format!("shape ({shape_s}) overflows")))?;
+    let have = bytes.len() - data_start;
+    if have < need {
+        return Err(NpyError::Format(format!("holds {have} bytes of data, shape ({shape_s}) needs {need}")));
+    }
+    bytes.truncate(data_start + need);
+    let mut data = bytes.split_off(data_start);
+    if big {
+        data.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+    }
+    if fortran && shape.len() > 1 {
+        data = fortran_to_c(&data, &shape, size);
+    }
     Ok(NpyArray { dtype, shape, data })
+}
+
+/// Reorders column-major elements of `size` bytes into row-major order.
+fn fortran_to_c(data: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
+    let n: usize = shape.iter().product();
+    let mut out = vec![0u8; data.len()];
+    let mut index = vec![0usize; shape.len()];
+    for c_pos in 0..n {
+        // Fortran offset of the element at row-major position c_pos: first axis varies fastest.
+        let (mut f_pos, mut stride) = (0, 1);
+        for (i, &d) in index.iter().zip(shape) {
+            f_pos += i * stride;
+            stride *= d;
+        }
+        out[c_pos * size..(c_pos + 1) * size].copy_from_slice(&data[f_pos * size..(f_pos + 1) * size]);
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    out
 }
 
 /// Writes a float32 array of the given shape (row-major) as .npy v1.0.

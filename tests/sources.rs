@@ -369,22 +369,6 @@ fn hub_split_discovery_in_the_layouts_the_hub_uses() {
     assert_eq!(hub::parse_spec("mnist"), ("mnist", None));
 }
 
-#[test]
-fn hub_dataset_from_a_local_cache_layout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let snap = tmp.path().join("datasets--someone--tiny/snapshots/0123abcd");
-    std::fs::create_dir_all(snap.join("data")).unwrap();
-    std::fs::copy(fixture("tiny.parquet"), snap.join("data/train-00000-of-00001.parquet")).unwrap();
-    std::fs::copy(fixture("tiny.parquet"), snap.join("data/test-00000-of-00001.parquet")).unwrap();
-    let src =
-        hub::open_cached(tmp.path(), "someone/tiny", &OpenOptions { split: Some("test".into()), ..opts() }).unwrap();
-    assert_eq!(src.info().len, 8);
-    assert_eq!(src.info().label_names, vec!["cat", "dog", "bird"]);
-    assert!(all(&src, 0)[0].source.contains("test-00000-of-00001.parquet#row=0"));
-    let err = hub::open_cached(tmp.path(), "someone/absent", &opts()).err().unwrap().to_string();
-    assert!(err.contains("someone/absent") && err.contains("not in the HF cache"), "{err}");
-}
-
 fn npy(descr: &str, shape: &str, fortran: bool, body: &[u8]) -> Vec<u8> {
     let mut header = format!(
         "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
@@ -405,20 +389,35 @@ fn npy(descr: &str, shape: &str, fortran: bool, body: &[u8]) -> Vec<u8> {
 fn npy_float32_float64_and_fortran_order() {
     let vals = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
     let f4: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let m = embeddings::parse_npy(&npy("<f4", "(2, 3)", false, &f4)).unwrap();
+    let m = embeddings::parse_npy(npy("<f4", "(2, 3)", false, &f4)).unwrap();
     assert_eq!((m.rows, m.cols), (2, 3));
     assert_eq!(m.data, vals);
     let f8: Vec<u8> = vals.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect();
-    assert_eq!(embeddings::parse_npy(&npy("<f8", "(2, 3)", false, &f8)).unwrap().data, vals);
+    assert_eq!(embeddings::parse_npy(npy("<f8", "(2, 3)", false, &f8)).unwrap().data, vals);
     // Column-major: [[1, 3, 5], [2, 4, 6]] stored as 1 2 3 4 5 6.
-    let m = embeddings::parse_npy(&npy("<f4", "(2, 3)", true, &f4)).unwrap();
+    let m = embeddings::parse_npy(npy("<f4", "(2, 3)", true, &f4)).unwrap();
     assert_eq!(m.data, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
-    let err = embeddings::parse_npy(&npy("<i8", "(2, 3)", false, &f8)).unwrap_err();
+    let err = embeddings::parse_npy(npy("<i8", "(2, 3)", false, &f8)).unwrap_err();
     assert!(err.contains("float32 or float64"), "{err}");
-    let err = embeddings::parse_npy(&npy("<f4", "(6,)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy("<f4", "(6,)", false, &f4)).unwrap_err();
     assert!(err.contains("2-D"), "{err}");
-    let err = embeddings::parse_npy(&npy("<f4", "(3, 3)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy("<f4", "(3, 3)", false, &f4)).unwrap_err();
     assert!(err.contains("needs 36"), "{err}");
+    // Big-endian, as numpy writes with dtype '>f4'.
+    let be: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
+    assert_eq!(embeddings::parse_npy(npy(">f4", "(2, 3)", false, &be)).unwrap().data, vals);
+    // A forged shape is refused from the header, before any allocation.
+    let err = embeddings::parse_npy(npy("<f4", "(4611686018427387904, 4)", false, &f4)).unwrap_err();
+    assert!(err.contains("overflows"), "{err}");
+    // 3-D column-major through the general reader: element (i, j, k) of shape (2, 2, 2) stored at i + 2j + 4k.
+    let a = torchlight::npy::parse(npy(
+        "<f4",
+        "(2, 2, 2)",
+        true,
+        &(0..8).flat_map(|v| (v as f32).to_le_bytes()).collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    assert_eq!(a.to_f32(), [0.0, 4.0, 2.0, 6.0, 1.0, 5.0, 3.0, 7.0]);
 }
 
 #[test]

@@ -1,5 +1,4 @@
-//! Precomputed embeddings: a `.npy` float32/float64 [N, D] matrix (read here, no crate needed: the format
-//! is a short text header and raw values), or a parquet list-of-float column.
+//! Precomputed embeddings: a `.npy` float32/float64 [N, D] matrix (crate::npy), or a parquet list-of-float column.
 
 use std::fs::File;
 use std::path::Path;
@@ -26,79 +25,21 @@ pub fn read(path: &Path, column: Option<&str>) -> Result<Matrix, String> {
     }
 }
 
-/// The value of `key` in a numpy header dict (`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`).
-fn header_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
-    let at = header.find(&format!("'{key}'"))? + key.len() + 2;
-    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
-    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find(',').unwrap_or(rest.len()) };
-    Some(rest[..end].trim())
-}
-
 pub fn read_npy(path: &Path) -> Result<Matrix, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    parse_npy(&bytes)
+    parse_npy(bytes)
 }
 
-pub fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file (no \\x93NUMPY magic)".into());
-    }
-    let (header_len, header_start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
-        v => return Err(format!(".npy format version {v} unknown")),
-    };
-    let data_start = header_start + header_len;
-    let header =
-        bytes.get(header_start..data_start).and_then(|h| std::str::from_utf8(h).ok()).ok_or("truncated .npy header")?;
-    let descr = header_value(header, "descr").ok_or("no descr in .npy header")?.trim_matches(['\'', '"']);
-    let fortran = header_value(header, "fortran_order").ok_or("no fortran_order in .npy header")? == "True";
-    let shape: Vec<usize> = header_value(header, "shape")
-        .ok_or("no shape in .npy header")?
-        .trim_matches(['(', ')'])
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape entry {s}")))
-        .collect::<Result<_, _>>()?;
-    let (rows, cols) = match shape[..] {
+pub fn parse_npy(bytes: Vec<u8>) -> Result<Matrix, String> {
+    let a = crate::npy::parse(bytes).map_err(|e| e.to_string())?;
+    let (rows, cols) = match a.shape[..] {
         [r, c] => (r, c),
-        _ => return Err(format!("shape {shape:?}: embeddings must be 2-D [N, D]")),
+        _ => return Err(format!("shape {:?}: embeddings must be 2-D [N, D]", a.shape)),
     };
-    let (size, big, float64) = match descr {
-        "<f4" | "|f4" | "=f4" => (4, false, false),
-        ">f4" => (4, true, false),
-        "<f8" | "|f8" | "=f8" => (8, false, true),
-        ">f8" => (8, true, true),
-        other => return Err(format!("dtype {other}: embeddings must be float32 or float64")),
-    };
-    let body = &bytes[data_start..];
-    let n = rows * cols;
-    if body.len() < n * size {
-        return Err(format!("holds {} bytes of data, shape ({rows}, {cols}) needs {}", body.len(), n * size));
+    if !a.dtype.is_float() {
+        return Err(format!("dtype {:?}: embeddings must be float32 or float64", a.dtype));
     }
-    let values: Vec<f32> = body[..n * size]
-        .chunks_exact(size)
-        .map(|c| match (float64, big) {
-            (false, false) => f32::from_le_bytes(c.try_into().unwrap()),
-            (false, true) => f32::from_be_bytes(c.try_into().unwrap()),
-            (true, false) => f64::from_le_bytes(c.try_into().unwrap()) as f32,
-            (true, true) => f64::from_be_bytes(c.try_into().unwrap()) as f32,
-        })
-        .collect();
-    let data = if fortran {
-        // Column-major on disk: value (r, c) is at c * rows + r.
-        let mut out = vec![0f32; n];
-        for c in 0..cols {
-            for r in 0..rows {
-                out[r * cols + c] = values[c * rows + r];
-            }
-        }
-        out
-    } else {
-        values
-    };
-    Ok(Matrix { rows, cols, data })
+    Ok(Matrix { rows, cols, data: a.to_f32() })
 }
 
 /// Whether a top-level parquet field is a list (LIST-annotated group, or a repeated field).
