@@ -12,10 +12,12 @@ use std::thread::JoinHandle;
 
 use torchlight::hub::{self, RepoKind};
 use torchlight::model::{Embedder, ModelOptions};
+use torchlight::source::{self, OpenOptions};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// repo url part ("org/name" or "datasets/org/name") -> files (path, bytes).
+/// repo url part ("org/name" or "datasets/org/name", with "@REVISION" for a revision other than main)
+/// -> files (path, bytes).
 type Repos = HashMap<String, Vec<(String, Vec<u8>)>>;
 
 struct Server {
@@ -88,9 +90,9 @@ fn handle(mut conn: TcpStream, repos: &Repos, log: &Mutex<Vec<String>>) {
     };
     if let Some(rest) = path.strip_prefix("/api/") {
         let (kind, rest) = rest.split_once('/').unwrap_or(("", ""));
-        let id = rest.split("/revision/").next().unwrap_or("");
+        let (id, revision) = rest.split_once("/revision/").unwrap_or((rest, "main"));
         let key = if kind == "datasets" { format!("datasets/{id}") } else { id.to_string() };
-        return match repos.get(&key) {
+        return match lookup(repos, &key, revision) {
             Some(files) => {
                 let siblings: Vec<_> = files.iter().map(|(f, _)| serde_json::json!({"rfilename": f})).collect();
                 let body = serde_json::json!({"id": id, "sha": COMMIT, "siblings": siblings}).to_string();
@@ -100,8 +102,8 @@ fn handle(mut conn: TcpStream, repos: &Repos, log: &Mutex<Vec<String>>) {
         };
     }
     let found = path.split_once("/resolve/").and_then(|(repo, rest)| {
-        let file = rest.split_once('/')?.1;
-        repos.get(repo.trim_start_matches('/'))?.iter().find(|(f, _)| f == file)
+        let (revision, file) = rest.split_once('/')?;
+        lookup(repos, repo.trim_start_matches('/'), revision)?.iter().find(|(f, _)| f == file)
     });
     let Some((file, bytes)) = found else {
         return respond(&mut conn, "404 Not Found", &[("X-Error-Code".into(), "EntryNotFound".into())], b"");
@@ -125,6 +127,14 @@ fn handle(mut conn: TcpStream, repos: &Repos, log: &Mutex<Vec<String>>) {
     respond(&mut conn, "206 Partial Content", &extra, &bytes[start..=end]);
 }
 
+/// A repository's files at a revision (URL-encoded, as clients send `refs%2Fconvert%2Fparquet`).
+fn lookup<'r>(repos: &'r Repos, key: &str, revision: &str) -> Option<&'r Vec<(String, Vec<u8>)>> {
+    match revision.replace("%2F", "/").as_str() {
+        "main" => repos.get(key),
+        other => repos.get(&format!("{key}@{other}")),
+    }
+}
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(rel)
 }
@@ -145,13 +155,26 @@ fn download_into_cache_then_offline_reuse() {
         .iter()
         .map(|f| (f.to_string(), std::fs::read(fixture("hf/vit_cls_nonsquare").join(f)).unwrap()))
         .collect();
-    let data_files = vec![
-        ("README.md".to_string(), b"# tiny".to_vec()),
-        ("data/train-00000-of-00001.parquet".to_string(), std::fs::read(fixture("images/china_18x20.png")).unwrap()),
-    ];
+    // A tiny ImageFolder-style parquet (8 images, ClassLabel names cat/dog/bird).
+    let parquet =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sources/tiny.parquet")).unwrap();
+    let file = |name: &str, bytes: &[u8]| (name.to_string(), bytes.to_vec());
     let mut repos = Repos::new();
     repos.insert("tiny-org/vit-tiny".into(), model_files);
-    repos.insert("datasets/tiny-org/pictures".into(), data_files);
+    repos.insert(
+        "datasets/tiny-org/pictures".into(),
+        vec![
+            file("README.md", b"# tiny"),
+            file("data/test-00000-of-00001.parquet", &parquet),
+            file("data/train-00000-of-00001.parquet", &parquet),
+        ],
+    );
+    // A dataset stored as a loading script: the hub serves its parquet conversion on refs/convert/parquet.
+    repos.insert("datasets/tiny-org/scripted".into(), vec![file("README.md", b"# s"), file("scripted.py", b"")]);
+    repos.insert(
+        "datasets/tiny-org/scripted@refs/convert/parquet".into(),
+        vec![file("default/train/0000.parquet", &parquet)],
+    );
     let mut server = Server::start(repos);
     let home = tempfile::tempdir().unwrap();
     set("HF_HOME", Some(home.path().to_str().unwrap()));
@@ -173,11 +196,34 @@ fn download_into_cache_then_offline_reuse() {
 
     // Datasets: file list from the API, files into datasets--*.
     let files = hub::list_files("tiny-org/pictures", RepoKind::Dataset, None).unwrap();
-    assert_eq!(files, ["README.md", "data/train-00000-of-00001.parquet"]);
-    let got = hub::snapshot_files("tiny-org/pictures", RepoKind::Dataset, None, &["data/train-00000-of-00001.parquet"])
-        .unwrap();
-    assert_eq!(std::fs::read(&got[0]).unwrap(), std::fs::read(fixture("images/china_18x20.png")).unwrap());
-    assert!(got[0].starts_with(home.path().join("hub/datasets--tiny-org--pictures")));
+    assert_eq!(files, ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]);
+
+    // `hf:NAME` as an ingest source: only the split's parquet file is downloaded, into datasets--*.
+    let test_split = OpenOptions { split: Some("test".into()), ..OpenOptions::default() };
+    let src = source::open("hf:tiny-org/pictures", &test_split).unwrap();
+    assert_eq!(src.info().len, 8);
+    assert_eq!(src.info().label_names, vec!["cat", "dog", "bird"]);
+    let first = src.records(0).unwrap().next().unwrap().unwrap();
+    assert!(first.source.contains("test-00000-of-00001.parquet#row=0"), "{}", first.source);
+    let data_snapshot = home.path().join("hub/datasets--tiny-org--pictures/snapshots").join(COMMIT);
+    assert_eq!(std::fs::read(data_snapshot.join("data/test-00000-of-00001.parquet")).unwrap(), parquet);
+    assert!(!data_snapshot.join("data/train-00000-of-00001.parquet").exists(), "the train split was fetched too");
+    // No parquet on main: the parquet conversion branch, cached under its own ref.
+    let src = source::open("hf:tiny-org/scripted", &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().len, 8);
+    let converted = home.path().join("hub/datasets--tiny-org--scripted");
+    assert_eq!(std::fs::read_to_string(converted.join("refs/refs/convert/parquet")).unwrap(), COMMIT);
+    // What is not there: named, with what there is.
+    let err = source::open(
+        "hf:tiny-org/pictures",
+        &OpenOptions { split: Some("validation".into()), ..OpenOptions::default() },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("no split validation") && err.contains("splits: train, test"), "{err}");
+    let err = source::open("hf:tiny-org/no-such-data", &OpenOptions::default()).err().unwrap().to_string();
+    assert!(err.contains("tiny-org/no-such-data") && err.contains("not found"), "{err}");
 
     // Unknown repository online: not found, by name.
     let err = Embedder::load("tiny-org/nothing-here", &ModelOptions::default()).err().unwrap().to_string();
@@ -191,7 +237,12 @@ fn download_into_cache_then_offline_reuse() {
     assert_eq!(offline.spec().fingerprint, online.spec().fingerprint);
     assert_eq!(offline.class_names(), online.class_names());
     let cached = hub::list_files("tiny-org/pictures", RepoKind::Dataset, None).unwrap();
-    assert_eq!(cached, ["data/train-00000-of-00001.parquet"]);
+    assert_eq!(cached, ["data/test-00000-of-00001.parquet"]);
+    // The same splits offline, from the cache; the conversion branch too; a missing one by name.
+    assert_eq!(source::open("hf:tiny-org/pictures", &test_split).unwrap().info().len, 8);
+    assert_eq!(source::open("hf:tiny-org/scripted", &OpenOptions::default()).unwrap().info().len, 8);
+    let err = source::open("hf:tiny-org/absent", &OpenOptions::default()).err().unwrap().to_string();
+    assert!(err.contains("tiny-org/absent") && err.contains("HF_HUB_OFFLINE"), "{err}");
 
     // Offline and not cached: a clear error naming the repository, the file and the cache.
     let err = Embedder::load("google/vit-base-patch16-224-in21k", &ModelOptions::default()).err().unwrap().to_string();

@@ -3,10 +3,11 @@
 //! `data/train-00000-of-00001.parquet` (datasets' push_to_hub), `CONFIG/train-*.parquet`, and the
 //! parquet conversion branch's `CONFIG/train/0000.parquet` or `CONFIG/NAME-train.parquet`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::parquet::{ParquetSource, path_has_split, select_split};
 use super::{OpenOptions, Result, SourceError};
+use crate::hub::{self, RepoKind};
 
 /// `NAME[:CONFIG]` -> (repo id, config).
 pub fn parse_spec(spec: &str) -> (&str, Option<&str>) {
@@ -21,7 +22,7 @@ pub fn parse_spec(spec: &str) -> (&str, Option<&str>) {
 pub fn split_files(repo: &str, files: &[String], config: Option<&str>, split: &str) -> Result<Vec<String>> {
     let parquet: Vec<&str> = files.iter().map(String::as_str).filter(|f| f.ends_with(".parquet")).collect();
     if parquet.is_empty() {
-        return Err(SourceError::Hub(format!(
+        return Err(SourceError::HubNoParquet(format!(
             "dataset {repo} has no parquet files; torchlight reads hub datasets stored as parquet \
              (its refs/convert/parquet branch, or data/*.parquet)"
         )));
@@ -81,69 +82,39 @@ pub fn split_files(repo: &str, files: &[String], config: Option<&str>, split: &s
     Ok(chosen)
 }
 
-/// The HF cache root: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(p) = std::env::var_os("HF_HOME") {
-        return Some(PathBuf::from(p).join("hub"));
-    }
-    directories::BaseDirs::new().map(|d| d.home_dir().join(".cache").join("huggingface").join("hub"))
-}
+/// The hub's parquet conversion of datasets stored in other formats (scripts, images, JSON).
+const PARQUET_REVISION: &str = "refs/convert/parquet";
 
-/// Files (relative paths) of every snapshot of a dataset repo in the local cache, and the snapshot dirs.
-fn cached_files(cache: &Path, repo: &str) -> Vec<(String, PathBuf)> {
-    let repo_dir = cache.join(format!("datasets--{}", repo.replace('/', "--")));
-    let mut out = Vec::new();
-    let Ok(snapshots) = super::list_dir(&repo_dir.join("snapshots")) else { return out };
-    for snap in snapshots {
-        let mut files = Vec::new();
-        walk(&snap, &mut files);
-        for f in files {
-            out.push((super::relative_name(&snap, &f), f));
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(entries) = super::list_dir(dir) {
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-}
-
-/// Opens `NAME[:CONFIG]`'s split as a parquet source, from the local HF cache.
+/// Opens `NAME[:CONFIG]`'s split as a parquet source: the repository's parquet files on `main`, else those of its
+/// parquet conversion branch; from the HF cache, downloaded into it when missing (never with HF_HUB_OFFLINE=1).
 pub fn open(spec: &str, opts: &OpenOptions) -> Result<ParquetSource> {
-    let cache =
-        cache_dir().ok_or_else(|| SourceError::Hub("no home directory for the HF cache: set HF_HOME".into()))?;
-    open_cached(&cache, spec, opts)
-}
-
-/// Opens `NAME[:CONFIG]`'s split from the HF cache directory `cache` (the `hub` folder).
-pub fn open_cached(cache: &Path, spec: &str, opts: &OpenOptions) -> Result<ParquetSource> {
     let (repo, config) = parse_spec(spec);
     let split = opts.split.as_deref().unwrap_or("train");
-    let cached = cached_files(cache, repo);
-    if cached.is_empty() {
-        return Err(SourceError::Hub(format!(
-            "dataset {repo} is not in the HF cache {} and this build cannot download it: \
-             fetch it with `huggingface-cli download --repo-type dataset {repo}` (or its parquet branch \
-             `--revision refs/convert/parquet`), or pass the parquet files' directory as SOURCE",
-            cache.display()
-        )));
+    let mut first_err = None;
+    for revision in [None, Some(PARQUET_REVISION)] {
+        let chosen = hub::list_files(repo, RepoKind::Dataset, revision)
+            .map_err(SourceError::from)
+            .and_then(|files| split_files(repo, &files, config, split));
+        match chosen {
+            Ok(chosen) => {
+                let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
+                let paths = hub::snapshot_files(repo, RepoKind::Dataset, revision, &names)?;
+                return ParquetSource::from_files(Path::new(repo), paths, opts);
+            }
+            // A config or split that is missing from parquet files on main is final; no parquet at all, or main
+            // not in an offline cache, may still be served by the conversion branch.
+            Err(e) if revision.is_none() && is_worth_retrying(&e) => first_err = Some(e),
+            // When the conversion branch is merely absent too, main's error says more.
+            Err(e) => return Err(first_err.filter(|_| is_absent(&e)).unwrap_or(e)),
+        }
     }
-    let mut names: Vec<String> = cached.iter().map(|(rel, _)| rel.clone()).collect();
-    names.sort();
-    names.dedup();
-    let chosen = split_files(repo, &names, config, split)?;
-    let paths: Vec<PathBuf> =
-        chosen.iter().filter_map(|c| cached.iter().find(|(rel, _)| rel == c).map(|(_, p)| p.clone())).collect();
-    ParquetSource::from_files(Path::new(repo), paths, opts)
+    unreachable!("the second revision always returns")
+}
+
+fn is_worth_retrying(e: &SourceError) -> bool {
+    matches!(e, SourceError::HubNoParquet(_)) || is_absent(e)
+}
+
+fn is_absent(e: &SourceError) -> bool {
+    matches!(e, SourceError::HubRepo(hub::HubError::NotCachedOffline { .. } | hub::HubError::NotFound { .. }))
 }

@@ -32,8 +32,14 @@ pub enum SourceError {
     Io { what: String, source: std::io::Error },
     #[error("reading parquet {path}: {source}")]
     Parquet { path: PathBuf, source: ::parquet::errors::ParquetError },
+    /// A hub dataset's files do not hold what was asked for (config, split, any parquet).
     #[error("{0}")]
     Hub(String),
+    /// A hub dataset repository has no parquet files on the revision read.
+    #[error("{0}")]
+    HubNoParquet(String),
+    #[error(transparent)]
+    HubRepo(#[from] crate::hub::HubError),
 }
 
 impl SourceError {
