@@ -262,3 +262,41 @@ fn summary_ranks_outliers_and_compares_the_spaces() {
     // Item 2: given "zero", the CNN says "one", label quality 0.05.
     assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "zero", "one", "0.0500"]), "{text}");
 }
+
+/// The README's main command, shortened with --limit: ingest through both real models, analysis, the summary;
+/// run again it resumes from the finished store instead of redoing the work.
+#[test]
+fn demo_no_browse_end_to_end_and_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_torchlight"))
+            .args(["demo", "--no-browse", "--limit", "40", "--device", "cpu", "--top", "3", "--store"])
+            .arg(tmp.path().join("store"))
+            .arg("--assets-dir")
+            .arg(tmp.path().join("assets"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let (out, err) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
+    assert!(first.status.success(), "demo failed:\n{out}\n{err}");
+    // Ingest runs the analysis itself, so no separate analyze step is needed.
+    assert!(err.contains("demo: torchlight ingest") && err.contains("neighbours done"), "{err}");
+    // Ingest and analysis report on stdout first; the summary comes last.
+    let at = out.find("40 items, 2 analysed spaces").unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let summary = out[at..].to_string();
+    let out = &summary;
+    for space in [demo::FOUNDATION_SPACE, demo::FINETUNED_SPACE] {
+        assert!(out.contains(&format!("\nspace {space} (")), "no outliers of {space}:\n{out}");
+    }
+    // The CNN's head predicts the digits' labels, so the fine-tuned space gets a label analysis.
+    assert!(out.contains(&format!("label issues flagged in {}", demo::FINETUNED_SPACE)), "{out}");
+    assert!(out.contains("share") && out.contains("most anomalous items"), "{out}");
+
+    let second = run();
+    let err2 = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err2}");
+    assert!(!err2.contains("demo: torchlight ingest") && !err2.contains("demo: torchlight analyze"), "{err2}");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), summary, "the rerun printed more than the same summary");
+}
