@@ -1,14 +1,17 @@
 //! Analysis parity with cleanlab and scikit-learn on real data (sklearn digits, Fashion-MNIST), using the
 //! references that tests/fixtures/analysis/gen_reference.py wrote. Stores are filled directly; no model.
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use common::fixtures::precomputed_space;
 use tch::Device;
 use torchlight::analysis::knn::{self, KnnOptions, Metric};
 use torchlight::analysis::{self, AnalysisParams, Hooks, labels, outlier};
 use torchlight::npy::{self, NpyArray};
-use torchlight::store::{Column, Item, ModelSpec, SpaceInfo, Store, columns};
+use torchlight::store::{Column, Item, Store, columns};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis").join(name)
@@ -41,28 +44,11 @@ fn digits_dup() -> Data {
     Data { n: x.len() / dg.d, x, d: dg.d }
 }
 
-fn space(name: &str, dim: usize, num_classes: u32) -> SpaceInfo {
-    SpaceInfo {
-        name: name.into(),
-        index: 0,
-        dim: dim as u32,
-        model: ModelSpec {
-            kind: "precomputed".into(),
-            source: "test".into(),
-            fingerprint: "t".into(),
-            pooling: "none".into(),
-            image_size: 0,
-        },
-        num_classes,
-        class_names: Vec::new(),
-    }
-}
-
 /// A store with one space of `data`, optional labels and probabilities.
 fn store_with(dir: &Path, data: &Data, labels: Option<&[u32]>, probs: Option<(&[f32], u32)>) -> Store {
     let store = Store::create_or_open(dir).unwrap();
     let mut w = store.write_txn().unwrap();
-    let sp = store.put_space(&mut w, space("pixels", data.d, probs.map_or(0, |p| p.1))).unwrap();
+    let sp = store.put_space(&mut w, precomputed_space("pixels", data.d, probs.map_or(0, |p| p.1))).unwrap();
     if labels.is_some() {
         store.put_label_names(&mut w, &(0..10).map(|i| format!("class {i}")).collect::<Vec<_>>()).unwrap();
     }
@@ -308,7 +294,7 @@ fn projections_are_written_and_later_spaces_aligned_to_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), &dg, None, None);
     let mut w = store.write_txn().unwrap();
-    let sp = store.put_space(&mut w, space("flipped", dg.d, 0)).unwrap();
+    let sp = store.put_space(&mut w, precomputed_space("flipped", dg.d, 0)).unwrap();
     for i in 0..dg.n {
         store.put_embedding(&mut w, sp.index, i as u32, &flipped[i * dg.d..(i + 1) * dg.d]).unwrap();
     }

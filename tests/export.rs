@@ -2,16 +2,19 @@
 //! read back; values equal what the store holds. (tests/fixtures/analysis/check_export.py does the same
 //! check from pandas.)
 
+mod common;
+
 use std::fs::File;
 use std::path::Path;
 
+use common::fixtures::precomputed_space;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use tch::Device;
 use torchlight::analysis::{self, AnalysisParams, Hooks};
 use torchlight::export::{self, TableFormat, Values};
 use torchlight::npy;
-use torchlight::store::{Column, Item, ModelSpec, SpaceInfo, Store, Tag, TagKind, columns};
+use torchlight::store::{Column, Item, Store, Tag, TagKind, columns};
 
 const N: usize = 300;
 
@@ -22,31 +25,14 @@ fn digits() -> (Vec<f32>, Vec<u32>) {
     (x.to_f32()[..N * 64].to_vec(), y.to_f64()[..N].iter().map(|&v| v as u32).collect())
 }
 
-fn space(name: &str, dim: u32, num_classes: u32) -> SpaceInfo {
-    SpaceInfo {
-        name: name.into(),
-        index: 0,
-        dim,
-        model: ModelSpec {
-            kind: "precomputed".into(),
-            source: "test".into(),
-            fingerprint: "t".into(),
-            pooling: "none".into(),
-            image_size: 0,
-        },
-        num_classes,
-        class_names: Vec::new(),
-    }
-}
-
 /// Two spaces (raw digits as "foundation", a 10-d probability space as "finetuned"), labels and tags, analysed.
 fn analysed_store(dir: &Path) -> (Store, Vec<f32>) {
     let (x, y) = digits();
     let store = Store::create_or_open(dir).unwrap();
     let mut w = store.write_txn().unwrap();
     store.put_label_names(&mut w, &(0..10).map(|i| format!("digit, \"{i}\"")).collect::<Vec<_>>()).unwrap();
-    let fo = store.put_space(&mut w, space("foundation", 64, 0)).unwrap();
-    let ft = store.put_space(&mut w, space("finetuned", 10, 10)).unwrap();
+    let fo = store.put_space(&mut w, precomputed_space("foundation", 64, 0)).unwrap();
+    let ft = store.put_space(&mut w, precomputed_space("finetuned", 10, 10)).unwrap();
     for i in 0..N {
         let item = Item { source: format!("digits/{i}.png"), label: Some(y[i]), width: 8, height: 8, hash: i as u64 };
         store.put_item(&mut w, i as u32, &item).unwrap();
