@@ -20,18 +20,7 @@ cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/torchlight
 
 # The same PNG files for both: an ImageFolder of the first N Fashion-MNIST training images.
-"$PYTHON" - "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz" "$WORK/images" "$N" <<'PY'
-import gzip, sys, os
-import numpy as np
-from PIL import Image
-imgs, labels, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-x = np.frombuffer(gzip.open(imgs).read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-y = np.frombuffer(gzip.open(labels).read(), np.uint8, offset=8)[:n]
-for i, (im, l) in enumerate(zip(x, y)):
-    d = os.path.join(out, f"class{l}")
-    os.makedirs(d, exist_ok=True)
-    Image.fromarray(im).save(os.path.join(d, f"{i:06d}.png"))
-PY
+"$PYTHON" benches/idx_to_folder.py "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz" "$WORK/images" "$N"
 "$PYTHON" benches/ingest_ref.py "$WORK/images" "$WORK/model" "$THREADS" make-model
 
 PY_LINE=$("$PYTHON" benches/ingest_ref.py "$WORK/images" "$WORK/model" "$THREADS")

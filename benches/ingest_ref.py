@@ -5,8 +5,10 @@ batched=True, batch_size=24)`, embedding = CLS token of the last hidden state. P
 `python N images S seconds R images/s` (time of the map, i.e. decode + preprocess + model; the one-off
 dataset load and model load are left out, in Python's favour).
 
-Usage: python benches/ingest_ref.py DATA_DIR MODEL_DIR THREADS [make-model]
-  make-model: first writes a tiny random ViT (hidden 48, 40 px, 2 layers) with its image processor to MODEL_DIR.
+Usage: python benches/ingest_ref.py DATA_DIR MODEL_DIR THREADS [make-model | make-model-base]
+  make-model: writes a tiny random ViT (hidden 48, 40 px, 2 layers) with its image processor to MODEL_DIR.
+  make-model-base: writes a random ViT with google/vit-base-patch16-224-in21k's shape (the GPU regime).
+Environment: DEVICE (cpu, cuda; default cpu), EMB_OUT (optional .npy path for the embeddings, for parity checks).
 """
 
 import os
@@ -15,30 +17,34 @@ import tempfile
 import time
 
 
-def make_model(model_dir: str) -> None:
+def make_model(model_dir: str, base: bool) -> None:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
     import torch
 
     torch.manual_seed(0)
-    cfg = ViTConfig(
-        image_size=40,
-        patch_size=8,
-        num_channels=3,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=96,
-    )
+    if base:
+        cfg, size = ViTConfig(), 224  # the defaults are vit-base-patch16-224's shape
+    else:
+        cfg = ViTConfig(
+            image_size=40,
+            patch_size=8,
+            num_channels=3,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=96,
+        )
+        size = 40
     ViTModel(cfg, add_pooling_layer=False).eval().save_pretrained(model_dir)
-    ViTImageProcessor(size={"height": 40, "width": 40}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
-        model_dir
-    )
+    ViTImageProcessor(
+        size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(model_dir)
 
 
 def main() -> None:
     data_dir, model_dir, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if len(sys.argv) > 4 and sys.argv[4] == "make-model":
-        make_model(model_dir)
+    if len(sys.argv) > 4 and sys.argv[4].startswith("make-model"):
+        make_model(model_dir, sys.argv[4] == "make-model-base")
         return
     import torch
     import datasets
@@ -48,20 +54,27 @@ def main() -> None:
     datasets.disable_progress_bars()
     cache = tempfile.mkdtemp(prefix="ingest-ref-")
     ds = datasets.load_dataset("imagefolder", data_dir=data_dir, split="train", cache_dir=cache)
-    processor = AutoImageProcessor.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    # The PIL processor, as in the article (transformers 5 picks torchvision's when it is installed).
+    processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+    device = os.environ.get("DEVICE", "cpu")
+    model = AutoModel.from_pretrained(model_dir).eval().to(device)
 
     def embed(batch):
-        inputs = processor(images=[im.convert("RGB") for im in batch["image"]], return_tensors="pt")
+        inputs = processor(images=[im.convert("RGB") for im in batch["image"]], return_tensors="pt").to(device)
         with torch.no_grad():
             out = model(**inputs)
-        return {"embedding": out.last_hidden_state[:, 0].numpy()}
+        return {"embedding": out.last_hidden_state[:, 0].cpu().numpy()}
 
     t0 = time.perf_counter()
     out = ds.map(embed, batched=True, batch_size=24, remove_columns=["image"], cache_file_name=os.path.join(cache, "m.arrow"))
     dt = time.perf_counter() - t0
     n = len(out)
     print(f"python {n} images {dt:.2f} seconds {n / dt:.1f} images/s")
+    if os.environ.get("EMB_OUT"):
+        import numpy as np
+
+        # imagefolder orders by class folder then file name, as torchlight's ImageFolder source does.
+        np.save(os.environ["EMB_OUT"], np.asarray(out["embedding"], dtype=np.float32))
 
 
 if __name__ == "__main__":

@@ -20,16 +20,25 @@ pub fn init() {
     });
 }
 
-/// The libtorch version this binary runs against.
+/// The libtorch version this binary runs against: read beside the libtorch_cpu.so actually mapped into the
+/// process (LD_LIBRARY_PATH may point elsewhere than the build's), else beside the build's.
 pub fn libtorch_version() -> String {
-    let lib = option_env!("TORCHLIGHT_LIBTORCH_LIB").unwrap_or("");
-    std::fs::read_to_string(std::path::Path::new(lib).join("../version.py"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+    let loaded = std::fs::read_to_string("/proc/self/maps").ok().and_then(|maps| {
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.ends_with("/libtorch_cpu.so"))
+            .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+    });
+    let built = option_env!("TORCHLIGHT_LIBTORCH_LIB").map(std::path::PathBuf::from);
+    loaded
+        .into_iter()
+        .chain(built)
+        .find_map(|lib| {
+            let text = std::fs::read_to_string(lib.join("../version.py")).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
         })
-        // torch-sys 0.26 only builds against this libtorch.
-        .unwrap_or_else(|| "2.13.0".to_string())
+        // torch-sys 0.26 is written against this libtorch; a wheel always has version.py, so this is rare.
+        .unwrap_or_else(|| "2.13.0 (assumed: no torch/version.py beside libtorch)".to_string())
 }
 
 /// Devices libtorch can use, in words.
