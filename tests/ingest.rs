@@ -386,18 +386,54 @@ fn cli(args: &[&str]) -> std::process::Command {
     cmd
 }
 
+/// Analysis columns of every space, bit for bit, for equality between runs.
+fn dump_columns(store: &Store) -> String {
+    let rtxn = store.read_txn().unwrap();
+    let mut out = String::new();
+    for s in store.spaces(&rtxn).unwrap() {
+        let names = store.column_names(&rtxn, &s.name).unwrap();
+        assert!(names.iter().any(|c| c == torchlight::store::columns::OUTLIER_SCORE), "{}: {names:?}", s.name);
+        for c in names {
+            let bits = match store.column(&rtxn, &s.name, &c).unwrap().unwrap() {
+                torchlight::store::Column::F32 { values, .. } => values.iter().map(|v| v.to_bits()).collect(),
+                torchlight::store::Column::U32 { values, .. } => values,
+            };
+            out += &format!("{}/{c} {:x}\n", s.name, torchlight::source::content_hash(bytemuck::cast_slice(&bits)));
+        }
+    }
+    out
+}
+
+/// "space NAME: N embedded" of an ingest summary.
+fn embedded(summary: &str, space: &str) -> u64 {
+    let prefix = format!("space {space}: ");
+    let line = summary.lines().find(|l| l.starts_with(&prefix) && l.contains(" embedded")).expect(summary);
+    line[prefix.len()..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// kill -9 of an ingest with two real models (the demo's MNIST CNN, TorchScript, and a tiny ViT with a head,
+/// different preprocessing) on real digits, in the middle of the embedding: the rerun of the same command embeds
+/// exactly the items the killed run had not committed, and the store (items, thumbnails, embeddings bit for bit,
+/// probabilities, analysis columns) equals that of an uninterrupted run.
 #[test]
 fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("idx");
-    let n = 6000;
-    idx_dataset(&data, n);
-    let data_s = data.to_str().unwrap();
+    let assets = demo_assets();
+    let images = assets.join("mnist-digits-images-idx3-ubyte.gz");
+    let cnn = assets.join("mnist-cnn.pt");
+    let vit = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hf/vit_cls_tanh");
+    let n = 1000u64;
     let args = |store: &Path| -> Vec<String> {
-        ["ingest", data_s, "--store", store.to_str().unwrap(), "--batch-size", "16", "--no-analyze"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        let mut a: Vec<String> = vec!["ingest".into(), images.to_str().unwrap().into(), "--store".into()];
+        a.push(store.to_str().unwrap().into());
+        for (k, v) in [("--foundation", cnn.to_str().unwrap()), ("--finetuned", vit.to_str().unwrap())] {
+            a.extend([k.to_string(), v.to_string()]);
+        }
+        let limit = n.to_string();
+        for (k, v) in [("--limit", limit.as_str()), ("--batch-size", "32"), ("--device", "cpu"), ("--threads", "2")] {
+            a.extend([k.to_string(), v.to_string()]);
+        }
+        a
     };
     let run = |store: &Path| {
         let out = cli(&args(store).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
@@ -405,16 +441,16 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
         String::from_utf8(out.stdout).unwrap()
     };
     let full_dir = tmp.path().join("full");
-    run(&full_dir);
+    let out = run(&full_dir);
+    assert_eq!((embedded(&out, "foundation"), embedded(&out, "finetuned")), (n, n), "{out}");
 
     let killed_dir = tmp.path().join("killed");
-    let mut child =
-        cli(&["ingest", data_s, "--store", killed_dir.to_str().unwrap(), "--batch-size", "16", "--no-analyze"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    // Wait for the first committed chunks, then kill -9 in the middle of the run.
+    let mut child = cli(&args(&killed_dir).iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for some committed chunks, then kill -9 in the middle of the embedding.
     let started = std::time::Instant::now();
     while !killed_dir.join("data.mdb").exists() {
         assert!(started.elapsed().as_secs() < 60, "the ingest never created its store");
@@ -423,7 +459,7 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     let store = Store::open(&killed_dir).unwrap();
     loop {
         let done = store.cursor(&store.read_txn().unwrap(), "records").unwrap();
-        if done >= 64 {
+        if done >= 192 {
             break;
         }
         assert!(child.try_wait().unwrap().is_none(), "the ingest ended before it could be killed");
@@ -431,20 +467,32 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let (at_kill, items_at_kill) = {
+    // What the killed run committed: items, both spaces' embeddings and all cursors went in together.
+    let at_kill = {
         let rtxn = store.read_txn().unwrap();
-        (store.cursor(&rtxn, "records").unwrap(), store.item_count(&rtxn).unwrap() as u64)
+        let records = store.cursor(&rtxn, "records").unwrap();
+        assert!(records < n, "killed after the end ({records}): make the dataset bigger");
+        assert_eq!(u64::from(store.item_count(&rtxn).unwrap()), records, "items and records cursor together");
+        for s in store.spaces(&rtxn).unwrap() {
+            assert_eq!(store.cursor(&rtxn, &format!("space/{}", s.name)).unwrap(), records, "{}", s.name);
+            assert_eq!(store.cursor(&rtxn, &format!("space/{}/items", s.name)).unwrap(), records, "{}", s.name);
+            assert_eq!(u64::from(store.embedding_count(&rtxn, s.index).unwrap()), records, "{}", s.name);
+        }
+        records
     };
-    assert!(at_kill < n as u64, "killed after the end ({at_kill}): make the dataset bigger");
-    assert_eq!(items_at_kill, at_kill, "items and cursor committed together");
 
-    // The rerun continues after the last commit (which this process may see a moment late: at or after at_kill).
+    // The rerun embeds only what was missing: nothing committed before the kill goes through a model again.
     let out = run(&killed_dir);
-    let new: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(new > 0 && new <= n as u64 - at_kill, "killed at {at_kill}: {out}");
-    assert!(out.contains(&format!("({n} in the store) from {new} records")), "{out}");
+    assert!(
+        out.contains(&format!("ingested {} new items ({n} in the store)", n - at_kill)),
+        "killed at {at_kill}: {out}"
+    );
+    for space in ["foundation", "finetuned"] {
+        assert_eq!(embedded(&out, space), n - at_kill, "{space}, killed at {at_kill}: {out}");
+    }
     let full = Store::open(&full_dir).unwrap();
     assert_eq!(dump(&store), dump(&full));
+    assert_eq!(dump_columns(&store), dump_columns(&full));
 }
 
 #[test]
