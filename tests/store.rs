@@ -221,3 +221,95 @@ fn ann_index_finds_neighbours_with_cosine_distance() {
     let q = store.ann_by_vector(&r, 0, &m[25 * dim..26 * dim], 3).unwrap();
     assert!(q.iter().all(|&(id, _)| id >= 20), "{q:?}");
 }
+
+fn item(id: u32, label: Option<u32>) -> Item {
+    Item { source: format!("img{id}.png"), label, width: 28, height: 28, hash: u64::from(id) }
+}
+
+#[test]
+fn label_column_is_written_on_completion_and_trusted_only_while_whole() {
+    use torchlight::store::{NO_LABEL, columns};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_or_open(dir.path()).unwrap();
+    let mut info = DatasetInfo { source: "x".into(), format: "idx".into(), fingerprint: "f".into(), complete: false };
+    let mut w = store.write_txn().unwrap();
+    store.put_dataset(&mut w, &info).unwrap();
+    for (id, label) in [Some(0), Some(1), None, Some(0)].into_iter().enumerate() {
+        store.put_item(&mut w, id as u32, &item(id as u32, label)).unwrap();
+    }
+    store.commit(w).unwrap();
+    let r = store.read_txn().unwrap();
+    assert!(store.label_column_stale(&r).unwrap());
+    assert!(store.column(&r, "", columns::LABEL).unwrap().is_none());
+    assert_eq!(store.label_ids(&r).unwrap(), vec![0, 1, NO_LABEL, 0], "from the scan");
+    drop(r);
+
+    info.complete = true;
+    let mut w = store.write_txn().unwrap();
+    store.put_dataset(&mut w, &info).unwrap();
+    store.commit(w).unwrap();
+    let r = store.read_txn().unwrap();
+    assert!(!store.label_column_stale(&r).unwrap());
+    assert_eq!(
+        store.column(&r, "", columns::LABEL).unwrap(),
+        Some(Column::U32 { width: 1, values: vec![0, 1, NO_LABEL, 0] })
+    );
+    assert_eq!(store.labels(&r).unwrap(), vec![Some(0), Some(1), None, Some(0)]);
+    drop(r);
+
+    // An item added afterwards: the column no longer covers every item and readers fall back to the scan.
+    let mut w = store.write_txn().unwrap();
+    store.put_item(&mut w, 4, &item(4, Some(2))).unwrap();
+    store.commit(w).unwrap();
+    let r = store.read_txn().unwrap();
+    assert!(store.label_column_stale(&r).unwrap());
+    assert_eq!(store.label_ids(&r).unwrap(), vec![0, 1, NO_LABEL, 0, 2]);
+    drop(r);
+    let mut w = store.write_txn().unwrap();
+    store.put_label_column(&mut w).unwrap();
+    store.commit(w).unwrap();
+    let r = store.read_txn().unwrap();
+    assert!(!store.label_column_stale(&r).unwrap());
+    assert_eq!(store.label_ids(&r).unwrap(), vec![0, 1, NO_LABEL, 0, 2]);
+}
+
+/// Resident kB of this process's mapping of `file` (from /proc/self/smaps).
+fn mapped_rss_kb(file: &std::path::Path) -> u64 {
+    let file = std::fs::canonicalize(file).unwrap();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut lines = smaps.lines();
+    let mut total = 0;
+    while let Some(line) = lines.next() {
+        if line.ends_with(file.to_str().unwrap()) {
+            let rss = lines.by_ref().find_map(|l| l.strip_prefix("Rss:")).unwrap();
+            total += rss.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+        }
+    }
+    total
+}
+
+#[test]
+fn released_map_pages_leave_the_resident_set_and_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_or_open(dir.path()).unwrap();
+    let values: Vec<f32> = (0..400_000).map(|i| i as f32 * 0.5).collect();
+    let mut w = store.write_txn().unwrap();
+    for id in 0..20_000 {
+        store.put_item(&mut w, id, &item(id, Some(id % 7))).unwrap();
+    }
+    store.put_column(&mut w, "s", "big", &Column::F32 { width: 2, values: values.clone() }).unwrap();
+    store.commit(w).unwrap();
+    let data = dir.path().join("data.mdb");
+    let r = store.read_txn().unwrap();
+    let items: Vec<Item> = (0..20_000).map(|id| store.item(&r, id).unwrap().unwrap()).collect();
+    assert!(mapped_rss_kb(&data) > 400, "reading 20,000 records maps their pages");
+    store.release_map();
+    assert_eq!(mapped_rss_kb(&data), 0);
+    // The 1.6 MB column is copied out and its pages dropped at once.
+    assert_eq!(store.column(&r, "s", "big").unwrap(), Some(Column::F32 { width: 2, values }));
+    assert!(mapped_rss_kb(&data) < 100, "{} kB still mapped", mapped_rss_kb(&data));
+    for (id, it) in items.iter().enumerate() {
+        assert_eq!(store.item(&r, id as u32).unwrap().as_ref(), Some(it));
+    }
+    assert_eq!(store.labels(&r).unwrap().len(), 20_000);
+}

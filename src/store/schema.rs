@@ -138,8 +138,14 @@ impl Column {
     }
 }
 
+/// Label id meaning "no label" in label columns (`Store::label_ids`).
+pub const NO_LABEL: u32 = u32::MAX;
+
 /// Names of the per-space analysis columns (`Store::column(space, name)`), shared by analysis, browse and export.
 pub mod columns {
+    /// U32 x1, dataset-level (space ""): each item's label, `NO_LABEL` when none. Derived from the item
+    /// records by `Store::put_label_column`; trusted only while its length equals the item count.
+    pub const LABEL: &str = "label";
     /// F32 x1: cleanlab OutOfDistribution score, 1 = typical, towards 0 = most anomalous.
     pub const OUTLIER_SCORE: &str = "outlier_score";
     /// F32 x1: mean cosine distance (1 - cos) to the k nearest neighbours.
