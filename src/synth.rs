@@ -262,16 +262,14 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
     let names = label_names(p.classes);
     let mut rng = StdRng::seed_from_u64(p.seed ^ 0x5eed);
     let dim = p.dim.max(3);
+    let mut dataset = DatasetInfo {
+        source: format!("synthetic:{}", p.items),
+        format: "synthetic".into(),
+        fingerprint: format!("synth-{}-{}-{}", p.items, p.classes, p.seed),
+        complete: false,
+    };
     let mut w = store.write_txn()?;
-    store.put_dataset(
-        &mut w,
-        &DatasetInfo {
-            source: format!("synthetic:{}", p.items),
-            format: "synthetic".into(),
-            fingerprint: format!("synth-{}-{}-{}", p.items, p.classes, p.seed),
-            complete: true,
-        },
-    )?;
+    store.put_dataset(&mut w, &dataset)?;
     store.put_label_names(&mut w, &names)?;
     let mut spaces = Vec::new();
     for (s, name) in SPACES.iter().enumerate() {
@@ -325,6 +323,11 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
         store.put_cursor(&mut w, "items", (chunk[chunk.len() - 1] + 1) as u64)?;
         store.commit(w)?;
     }
+    // Marked complete once every item is in, as ingest does (this also writes the label column).
+    dataset.complete = true;
+    let mut w = store.write_txn()?;
+    store.put_dataset(&mut w, &dataset)?;
+    store.commit(w)?;
 
     // Analysis columns, one write per space, as analysis commits them.
     for (s, sp) in spaces.iter().enumerate() {

@@ -186,6 +186,8 @@ pub struct Inspect {
     pub item: Option<Item>,
     /// k nearest neighbours in the current space, from the analysis (id, cosine distance).
     pub neighbours: Vec<(u32, f32)>,
+    /// Probability of the predicted class (read per item: no sort or filter needs the whole column).
+    pub confidence: Option<f32>,
 }
 
 /// Zoom and pan of the scatter panel.
@@ -833,8 +835,9 @@ impl App {
             sp.and_then(get).or_else(|| d.spaces.iter().find_map(get)).map(Vec::as_slice)
         };
         let pred = first(|s| s.pred.as_ref());
-        let issue = first(|s| s.label_issue.as_ref());
-        let dup = sp.and_then(|s| s.near_duplicate.as_deref());
+        let issue =
+            sp.and_then(|s| s.label_issue.as_ref()).or_else(|| d.spaces.iter().find_map(|s| s.label_issue.as_ref()));
+        let dup = sp.and_then(|s| s.near_duplicate.as_ref());
         let outlier = sp.and_then(|s| s.outlier.as_deref().map(|o| (o, s.outlier_cut)));
         let source = f.source.as_ref().map(|s| &s.1).zip(self.sources.as_ref());
         move |id: u32| {
@@ -854,8 +857,8 @@ impl App {
             };
             let flag_ok = match f.flag {
                 FlagFilter::None => true,
-                FlagFilter::NearDuplicate => dup.is_some_and(|c| c[i] == 1),
-                FlagFilter::LabelIssue => issue.is_some_and(|c| c[i] == 1),
+                FlagFilter::NearDuplicate => dup.is_some_and(|c| c.get(i)),
+                FlagFilter::LabelIssue => issue.is_some_and(|c| c.get(i)),
                 FlagFilter::Outlier => outlier.is_some_and(|(o, cut)| o[i] <= cut),
             };
             tag_ok && flag_ok && source.is_none_or(|(re, src)| re.is_match(src.get(id)))
@@ -938,6 +941,10 @@ impl App {
         self.refresh_rows(h);
         self.refresh_inspect(&areas);
         self.refresh_rasters(&areas);
+        // Each move reads a few records and column rows, and the kernel maps up to 64 kB around every page it
+        // faults in: without this, scrolling through a million items would keep adding map pages to the
+        // resident set. Dropping them costs microseconds; the next frame refaults the few it needs.
+        self.store.release_map();
     }
 
     fn refresh_rows(&mut self, h: usize) {
@@ -962,14 +969,15 @@ impl App {
         };
         if self.inspect.as_ref().is_none_or(|i| i.id != id) {
             let space = self.space_name().to_string();
-            let (item, neighbours) = match self.store.read_txn() {
+            let (item, neighbours, confidence) = match self.store.read_txn() {
                 Ok(r) => (
                     self.store.item(&r, id).ok().flatten(),
                     data::neighbours(&self.store, &r, &space, id).unwrap_or_default(),
+                    data::confidence(&self.store, &r, &self.data, self.space, id),
                 ),
-                Err(_) => (None, Vec::new()),
+                Err(_) => (None, Vec::new(), None),
             };
-            self.inspect = Some(Inspect { id, item, neighbours });
+            self.inspect = Some(Inspect { id, item, neighbours, confidence });
             self.pictures.clear();
             self.picture_errors.clear();
         }

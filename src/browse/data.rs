@@ -7,7 +7,37 @@ use std::collections::HashMap;
 use crate::store::{Column, Result, RoTxn, Store, Tag, columns};
 
 /// Label id meaning "none" in the flat label vectors.
-pub const NO_LABEL: u32 = u32::MAX;
+pub use crate::store::NO_LABEL;
+
+/// A per-item yes/no column as bits: 125 kB for a million items where the stored u32s take 4 MB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    /// Set where the value is 1 (the stored flag columns' "yes").
+    pub fn from_flags(values: &[u32]) -> Bits {
+        let mut words = vec![0u64; values.len().div_ceil(64)];
+        for (i, _) in values.iter().enumerate().filter(|(_, v)| **v == 1) {
+            words[i / 64] |= 1 << (i % 64);
+        }
+        Bits { words, len: values.len() }
+    }
+
+    pub fn get(&self, i: usize) -> bool {
+        i < self.len && self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 /// The analysis columns of one embedding space; a column the analysis has not written is `None`.
 #[derive(Debug, Clone, Default)]
@@ -18,9 +48,8 @@ pub struct SpaceData {
     pub nn_distance: Option<Vec<f32>>,
     pub label_quality: Option<Vec<f32>>,
     pub pred: Option<Vec<u32>>,
-    pub confidence: Option<Vec<f32>>,
-    pub label_issue: Option<Vec<u32>>,
-    pub near_duplicate: Option<Vec<u32>>,
+    pub label_issue: Option<Bits>,
+    pub near_duplicate: Option<Bits>,
     /// 2-D projection (x, y interleaved) and its name (umap, else pca).
     pub projection: Option<(&'static str, Vec<f32>)>,
     /// Bounding box of the projection: x0, y0, x1, y1.
@@ -76,13 +105,16 @@ impl Data {
                     })
                 })
                 .collect();
-            let mut label = Vec::with_capacity(n);
-            let scanned = store.for_each_item_ref(&r, |_, item| label.push(item.label.unwrap_or(NO_LABEL)));
+            let label = store.label_ids(&r);
             let spaces: Result<Vec<SpaceData>> =
                 workers.into_iter().map(|w| w.join().expect("a space loader panicked")).collect();
-            scanned.map(|()| (label, spaces))
+            label.map(|l| (l, spaces))
         })?;
         let spaces = spaces?;
+        let dataset = store.dataset(&r)?;
+        if dataset.as_ref().is_some_and(|d| d.complete) && store.label_column_stale(&r)? {
+            upgrade_label_column(store, &label);
+        }
         let mut label_names = store.label_names(&r)?;
         let max_label = label.iter().filter(|&&l| l != NO_LABEL).max().copied();
         if let Some(m) = max_label {
@@ -92,7 +124,6 @@ impl Data {
             }
         }
         let tags = store.tags(&r)?.into_iter().collect();
-        let dataset = store.dataset(&r)?;
         Ok(Data {
             items: n as u32,
             label,
@@ -121,11 +152,11 @@ impl Data {
 
     pub fn label_issue(&self, space: usize, id: u32) -> bool {
         let own = self.spaces.get(space).and_then(|s| s.label_issue.as_ref());
-        own.or_else(|| self.spaces.iter().find_map(|s| s.label_issue.as_ref())).is_some_and(|p| p[id as usize] == 1)
+        own.or_else(|| self.spaces.iter().find_map(|s| s.label_issue.as_ref())).is_some_and(|p| p.get(id as usize))
     }
 
     pub fn near_duplicate(&self, space: usize, id: u32) -> bool {
-        self.spaces.get(space).and_then(|s| s.near_duplicate.as_ref()).is_some_and(|p| p[id as usize] == 1)
+        self.spaces.get(space).and_then(|s| s.near_duplicate.as_ref()).is_some_and(|p| p.get(id as usize))
     }
 
     pub fn is_outlier(&self, space: usize, id: u32) -> bool {
@@ -134,6 +165,20 @@ impl Data {
             .and_then(|s| s.outlier.as_ref().map(|o| o[id as usize] <= s.outlier_cut))
             .unwrap_or(false)
     }
+}
+
+/// A store written before the label column existed pays a scan of every item record on each open: the first
+/// browse of a complete dataset writes the column (from the labels it just read) so later opens do not. Best
+/// effort: a read-only store, or one an ingest or analysis is writing (writer lock held), is left as it is.
+fn upgrade_label_column(store: &Store, label: &[u32]) {
+    let Ok(_lock) = store.lock_writer("browse") else { return };
+    let _ = (|| -> Result<()> {
+        let mut w = store.write_txn()?;
+        if store.item_count(&w)? as usize == label.len() && store.label_column_stale(&w)? {
+            store.put_column(&mut w, "", columns::LABEL, &Column::U32 { width: 1, values: label.to_vec() })?;
+        }
+        store.commit(w)
+    })();
 }
 
 fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Result<SpaceData> {
@@ -164,9 +209,8 @@ fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Res
         nn_distance: f32s(col(columns::NN_DISTANCE)?, n, 1),
         label_quality: f32s(col(columns::LABEL_QUALITY)?, n, 1),
         pred: u32s(col(columns::PRED)?, n),
-        confidence: f32s(col(columns::CONFIDENCE)?, n, 1),
-        label_issue: u32s(col(columns::LABEL_ISSUE)?, n),
-        near_duplicate: u32s(col(columns::NEAR_DUPLICATE)?, n),
+        label_issue: u32s(col(columns::LABEL_ISSUE)?, n).map(|v| Bits::from_flags(&v)),
+        near_duplicate: u32s(col(columns::NEAR_DUPLICATE)?, n).map(|v| Bits::from_flags(&v)),
         outlier,
         projection,
         bounds,
@@ -187,6 +231,17 @@ pub fn neighbours(store: &Store, r: &RoTxn, space: &str, id: u32) -> Result<Vec<
         (Some(Column::U32 { values: ids, .. }), _) => ids.into_iter().map(|i| (i, f32::NAN)).collect(),
         _ => Vec::new(),
     })
+}
+
+/// The confidence of the prediction `Data::pred` shows for `id`: the same space's column, else the first space
+/// with predictions.
+pub fn confidence(store: &Store, r: &RoTxn, data: &Data, space: usize, id: u32) -> Option<f32> {
+    let own = data.spaces.get(space).filter(|s| s.pred.is_some());
+    let sp = own.or_else(|| data.spaces.iter().find(|s| s.pred.is_some()))?;
+    match store.column_row(r, &sp.name, columns::CONFIDENCE, id) {
+        Ok(Some(Column::F32 { values, .. })) => values.first().copied(),
+        _ => None,
+    }
 }
 
 /// Every item's source in one buffer (a million `String`s would cost three times the memory).

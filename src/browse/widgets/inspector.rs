@@ -81,8 +81,8 @@ impl Widget for Inspector<'_> {
         if let Some(p) = d.pred(app.space, id) {
             l2.push(Span::raw("  pred "));
             l2.push(Span::styled(d.label_name(p).to_string(), if p != label { t.warn() } else { t.label(p) }));
-            if let Some(c) = d.spaces.iter().find_map(|s| s.confidence.as_ref()) {
-                l2.push(Span::raw(format!(" ({:.2})", c[id as usize])));
+            if let Some(c) = ins.confidence {
+                l2.push(Span::raw(format!(" ({c:.2})")));
             }
         }
         lines.push(Line::from(l2));
