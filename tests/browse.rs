@@ -375,3 +375,54 @@ mod snapshots {
         insta::assert_snapshot!("help_120x40", snap(&app));
     }
 }
+
+#[test]
+fn labels_come_from_the_label_column_and_older_stores_get_one_on_first_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, truth) = make(dir.path());
+    {
+        let r = store.read_txn().unwrap();
+        assert!(!store.label_column_stale(&r).unwrap(), "the generator marks the dataset complete at the end");
+    }
+    // A store from before the label column: labels come from the item records, and the browser writes
+    // the column for next time.
+    let mut w = store.write_txn().unwrap();
+    store.delete_column(&mut w, "", columns::LABEL).unwrap();
+    store.commit(w).unwrap();
+    let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
+    assert_eq!(app.data.label, truth.label);
+    let r = store.read_txn().unwrap();
+    assert!(!store.label_column_stale(&r).unwrap());
+    assert_eq!(store.label_ids(&r).unwrap(), truth.label);
+    drop(r);
+
+    // While an analysis holds the writer lock the browser leaves the store alone (and still shows the labels).
+    let mut w = store.write_txn().unwrap();
+    store.delete_column(&mut w, "", columns::LABEL).unwrap();
+    store.commit(w).unwrap();
+    let lock = store.lock_writer("analyze").unwrap();
+    let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
+    assert_eq!(app.data.label, truth.label);
+    assert!(store.label_column_stale(&store.read_txn().unwrap()).unwrap());
+    drop(lock);
+}
+
+#[test]
+fn flag_bits_match_the_stored_flag_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = make(dir.path());
+    let r = store.read_txn().unwrap();
+    let flags = |space: &str, name: &str| match store.column(&r, space, name).unwrap().unwrap() {
+        Column::U32 { values, .. } => values,
+        _ => panic!("{name} is not u32"),
+    };
+    let dup = flags("foundation", columns::NEAR_DUPLICATE);
+    let issue = flags("finetuned", columns::LABEL_ISSUE);
+    assert!(dup.contains(&1) && issue.contains(&1), "the generator makes both kinds");
+    drop(r);
+    let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
+    for id in 0..dup.len() as u32 {
+        assert_eq!(app.data.near_duplicate(0, id), dup[id as usize] == 1, "item {id}");
+        assert_eq!(app.data.label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
+    }
+}
