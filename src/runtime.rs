@@ -20,6 +20,27 @@ pub fn init() {
     });
 }
 
+/// libgomp (libtorch's OpenMP runtime) keeps its idle threads spinning for a while after every parallel
+/// region. Beside torchlight's own decode and scan threads that spinning takes the cores they need: on 2 cores
+/// an ingest of small images ran 10-20x slower with the default policy than with a passive one. libgomp reads
+/// the policy once, when it is loaded before `main`, so commands that overlap their own threads with libtorch
+/// re-execute themselves once with `OMP_WAIT_POLICY=PASSIVE`; a policy the user set is left alone.
+pub fn ensure_passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    // exec replaces this process (same pid, so signals and `kill` reach the new image); it returns only on error.
+    let err = cmd.args(args).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+    eprintln!("warning: could not restart with OMP_WAIT_POLICY=PASSIVE ({err}); libtorch may run slower");
+}
+
 /// The libtorch version this binary runs against: read beside the libtorch_cpu.so actually mapped into the
 /// process (LD_LIBRARY_PATH may point elsewhere than the build's), else beside the build's.
 pub fn libtorch_version() -> String {

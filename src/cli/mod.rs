@@ -73,6 +73,9 @@ pub fn main() -> Result<()> {
     crate::errors::install()?;
     crate::runtime::init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Ingest(_) | Command::Analyze(_) | Command::Demo(_)) {
+        crate::runtime::ensure_passive_openmp();
+    }
     match cli.command {
         Command::Ingest(args) => ingest::run(*args),
         Command::Analyze(args) => analyze::run(args),
