@@ -1,9 +1,12 @@
 """Analysis benchmark: torchlight's exact kNN + outlier scores against cleanlab's OutOfDistribution.fit_score
-and Annoy (100 trees, build + query of every item), on Fashion-MNIST raw pixels, in the same run.
+and Annoy (100 trees, build + query of every item), and torchlight's UMAP (exact 15-NN + PCA init + UMAP, as
+`analyze` runs it) against umap-learn (n_neighbors 15, min_dist 0.1, cosine; numba compilation excluded by a
+warm-up run), with the trustworthiness (k = 10, cosine) of both layouts; Fashion-MNIST raw pixels, same run.
 
-    /work/pyref/bin/python benches/analysis.py [N ...]      (default N = 10000; 70000 = all of Fashion-MNIST)
+    /work/pyref/bin/python benches/analysis.py [--no-umap] [N ...]   (default N = 10000; 70000 = all of Fashion-MNIST)
 
-Needs cleanlab, annoy, numpy (the team's /work/pyref) and Fashion-MNIST under /usr/share/datasets/fashion-mnist.
+Needs cleanlab, annoy, umap-learn, scikit-learn, numpy (the team's /work/pyref) and Fashion-MNIST under
+/usr/share/datasets/fashion-mnist.
 Runs `cargo bench --bench analysis` for torchlight's side (build it first: `cargo bench --bench analysis --no-run`).
 """
 
@@ -25,14 +28,17 @@ def images(name):
         return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
 
 
-def torchlight(n, out):
-    cmd = ["cargo", "bench", "-q", "--bench", "analysis", "--", str(n), out]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+def torchlight(n, out, layout=None):
+    cmd = ["cargo", "bench", "-q", "--bench", "analysis", "--", str(n), out, "cpu"] + ([layout] if layout else [])
+    # libtorch's OpenMP threads sleep when idle, as the torchlight binary arranges for itself.
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [10000]
+    with_umap = "--no-umap" not in sys.argv
+    sizes = [int(a) for a in sys.argv[1:] if a != "--no-umap"] or [10000]
     x_all = np.concatenate([images("t10k"), images("train")]).astype(np.float32)
     from annoy import AnnoyIndex
     from cleanlab.outlier import OutOfDistribution
@@ -41,8 +47,10 @@ def main():
         x = x_all[:n]
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "scores.npy")
-            tl = torchlight(n, out)
+            layout_path = os.path.join(tmp, "layout.npy") if with_umap else None
+            tl = torchlight(n, out, layout_path)
             ours = np.load(out).astype(np.float64)
+            our_layout = np.load(layout_path) if with_umap else None
 
         t0 = time.perf_counter()
         ref = OutOfDistribution().fit_score(features=x)
@@ -67,6 +75,29 @@ def main():
         print(f"  cleanlab OutOfDistribution.fit_score:  {t_cleanlab:.2f} s  -> {t_cleanlab / t:.1f}x")
         print(f"  Annoy 100 trees build + query all:     {t_build:.2f} + {t_query:.2f} s  -> {(t_build + t_query) / t:.1f}x")
         print(f"  scores vs cleanlab: max |diff| {diff:.2e}, same top-20 outliers: {same_top}")
+        if with_umap:
+            umap_bench(x, tl["umap_s"], our_layout)
+
+
+def umap_bench(x, ours_s, our_layout):
+    import umap
+    from sklearn.manifold import trustworthiness
+
+    # numba compiles on first use: a small warm-up run keeps compilation out of the timings.
+    umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=42).fit_transform(x[:2000])
+    umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine").fit_transform(x[:2000])
+    t0 = time.perf_counter()
+    seeded = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=42).fit_transform(x)
+    t_seeded = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine").fit_transform(x)
+    t_parallel = time.perf_counter() - t0
+    tw_ours = trustworthiness(x, our_layout, n_neighbors=10, metric="cosine")
+    tw_ref = trustworthiness(x, seeded, n_neighbors=10, metric="cosine")
+    print(f"  torchlight UMAP (exact 15-NN + PCA init + UMAP, seeded): {ours_s:.2f} s")
+    print(f"  umap-learn seeded (random_state, one thread):  {t_seeded:.2f} s  -> {t_seeded / ours_s:.1f}x")
+    print(f"  umap-learn unseeded (parallel, not reproducible): {t_parallel:.2f} s  -> {t_parallel / ours_s:.1f}x")
+    print(f"  trustworthiness (k=10, cosine): torchlight {tw_ours:.4f}, umap-learn {tw_ref:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 //! torchlight's side of benches/analysis.py: exact kNN (k = 10, cosine) + cleanlab outlier scores on
-//! Fashion-MNIST raw pixels. Prints one JSON line with the timings and writes the scores as .npy so the
-//! script can check them against cleanlab's in the same run.
+//! Fashion-MNIST raw pixels, then (with LAYOUT.npy) the UMAP projection as `analyze` makes it: exact 15-NN,
+//! PCA initialisation, UMAP. Prints one JSON line with the timings and writes the scores (and layout) as .npy
+//! so the script can check them against cleanlab's (and umap-learn's quality) in the same run.
 //!
-//! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda]
+//! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda] [LAYOUT.npy]
 
 use std::io::Read;
 use std::time::Instant;
 
 use torchlight::analysis::knn::{self, KnnOptions, Metric};
-use torchlight::analysis::{Hooks, outlier};
+use torchlight::analysis::{Hooks, outlier, pca, umap};
 
 fn idx_images(path: &str) -> Vec<u8> {
     let mut data = Vec::new();
@@ -37,8 +38,20 @@ fn main() {
     let total = t0.elapsed().as_secs_f64();
     let f: Vec<f32> = scores.scores.iter().map(|&s| s as f32).collect();
     torchlight::npy::write_f32(std::fs::File::create(&out).unwrap(), &[n], &f).unwrap();
+    let mut umap_s = f64::NAN;
+    if let Some(layout_path) = args.get(3) {
+        let t0 = Instant::now();
+        let params = umap::UmapParams::default();
+        let g = knn::exact_knn(&x, n, d, &KnnOptions::new(params.n_neighbors, Metric::Cosine, device), &Hooks::none())
+            .unwrap();
+        let init = pca::pca_2d(&x, n, d);
+        let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &params, &init.coords);
+        umap_s = t0.elapsed().as_secs_f64();
+        torchlight::npy::write_f32(std::fs::File::create(layout_path).unwrap(), &[n, 2], &layout).unwrap();
+    }
     println!(
-        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}}}",
-        rayon::current_num_threads()
+        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"umap_s\": {}}}",
+        rayon::current_num_threads(),
+        if umap_s.is_nan() { "null".to_string() } else { format!("{umap_s:.4}") }
     );
 }
