@@ -109,6 +109,7 @@ fn process_start() -> (Duration, f64) {
     let mut runs: Vec<(Duration, i64)> = (0..5)
         .map(|_| {
             let t = Instant::now();
+            #[expect(clippy::zombie_processes, reason = "reaped by wait4 below")]
             let child = std::process::Command::new(exe)
                 .arg("--version")
                 .stdout(std::process::Stdio::null())
