@@ -69,6 +69,29 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The store's databases, in one list for creating them and for opening them on read-only media: a tuple (heed
+/// commits tuples of databases) with `$each` evaluated once per database and `$name` bound to its name in the file.
+#[rustfmt::skip]
+macro_rules! all_dbs {
+    (|$name:ident| $each:expr) => {
+        (
+            { let $name = "meta"; $each },
+            { let $name = "items"; $each },
+            { let $name = "thumbs"; $each },
+            { let $name = "skipped"; $each },
+            { let $name = "vectors"; $each },
+            { let $name = "probs"; $each },
+            { let $name = "columns"; $each },
+            { let $name = "tags"; $each },
+            { let $name = "ann"; $each },
+        )
+    };
+    (into $tuple:expr) => {{
+        let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = $tuple;
+        Dbs { meta, items, thumbs, skipped, vectors, probs, columns, tags, ann }
+    }};
+}
+
 #[derive(Clone, Copy)]
 struct Dbs {
     meta: Database<'static, Str, SerdeJson<serde_json::Value>>,
@@ -260,36 +283,22 @@ impl Store {
         }
         .map_err(heed_err)?;
         let rtxn = env.read_txn().map_err(heed_err)?;
-        let opened = env
+        // A database missing from the file is reported as NotFound and turned into a clear error below.
+        let db = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.open_database(rtxn, Some("meta"))?,
-                    dbo.open_database(rtxn, Some("items"))?,
-                    dbo.open_database(rtxn, Some("thumbs"))?,
-                    dbo.open_database(rtxn, Some("skipped"))?,
-                    dbo.open_database(rtxn, Some("vectors"))?,
-                    dbo.open_database(rtxn, Some("probs"))?,
-                    dbo.open_database(rtxn, Some("columns"))?,
-                    dbo.open_database(rtxn, Some("tags"))?,
-                    dbo.open_database(rtxn, Some("ann"))?,
-                )))
+                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo
+                    .open_database(rtxn, Some(name))?
+                    .ok_or(heed::Error::Mdb(heed::MdbError::NotFound))?)))
             })
-            .map_err(heed_err)?
+            .map_err(|e| match e {
+                heed::Error::Mdb(heed::MdbError::NotFound) => StoreError::Corrupt {
+                    what: format!("store {}", dir.display()),
+                    why: "a database is missing".into(),
+                },
+                other => heed_err(other),
+            })?
             .unwrap_commit();
-        let missing =
-            || StoreError::Corrupt { what: format!("store {}", dir.display()), why: "a database is missing".into() };
-        let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = opened;
-        let db = Dbs {
-            meta: meta.ok_or_else(missing)?,
-            items: items.ok_or_else(missing)?,
-            thumbs: thumbs.ok_or_else(missing)?,
-            skipped: skipped.ok_or_else(missing)?,
-            vectors: vectors.ok_or_else(missing)?,
-            probs: probs.ok_or_else(missing)?,
-            columns: columns.ok_or_else(missing)?,
-            tags: tags.ok_or_else(missing)?,
-            ann: ann.ok_or_else(missing)?,
-        };
+        let db = all_dbs!(into db);
         let store = Store { env, db, dir: dir.to_path_buf(), read_only: true, map: Default::default() };
         let found = {
             let rtxn = store.read_txn()?;
@@ -311,23 +320,13 @@ impl Store {
         // SAFETY: the environment is opened once per Store and the data file is only modified through LMDB.
         let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(MAX_DBS).open(dir) }.map_err(heed_err)?;
         let wtxn = env.write_txn().map_err(heed_err)?;
-        let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = env
+        let db = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.create_database(wtxn, Some("meta"))?,
-                    dbo.create_database(wtxn, Some("items"))?,
-                    dbo.create_database(wtxn, Some("thumbs"))?,
-                    dbo.create_database(wtxn, Some("skipped"))?,
-                    dbo.create_database(wtxn, Some("vectors"))?,
-                    dbo.create_database(wtxn, Some("probs"))?,
-                    dbo.create_database(wtxn, Some("columns"))?,
-                    dbo.create_database(wtxn, Some("tags"))?,
-                    dbo.create_database(wtxn, Some("ann"))?,
-                )))
+                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo.create_database(wtxn, Some(name))?)))
             })
             .map_err(heed_err)?
             .unwrap_commit();
-        let db = Dbs { meta, items, thumbs, skipped, vectors, probs, columns, tags, ann };
+        let db = all_dbs!(into db);
         let mut wtxn = env.write_txn().map_err(heed_err)?;
         match db.meta.get(&wtxn, key::SCHEMA).map_err(heed_err)? {
             None => {
