@@ -480,3 +480,160 @@ fn fuzz_findings_are_errors_not_panics() {
     ]);
     assert_ne!(code, 101, "panicked: {out}");
 }
+
+/// Runs torchlight with a deadline (a read that blocks on a FIFO must fail the test, not hang it); returns the
+/// exit code (-1 for a signal), stdout + stderr, and the child's peak resident memory in MiB (from wait4).
+// The child is reaped by libc::wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn torchlight_bounded(args: &[&str], deadline: Duration) -> (i32, String, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torchlight"))
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: plain C structs, zero is a valid value; wait4 fills them for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut hung = false;
+    loop {
+        let flags = if hung { 0 } else { libc::WNOHANG };
+        // SAFETY: pid is our child, not yet reaped (std's Child is never waited on here).
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break;
+        }
+        if started.elapsed() > deadline {
+            child.kill().unwrap();
+            hung = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap() + &std::fs::read_to_string(&err_path).unwrap();
+    assert!(!hung, "torchlight {args:?} still running after {deadline:?} (a read blocked or never ended):\n{text}");
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, text, usage.ru_maxrss / 1024)
+}
+
+/// A real image, a FIFO, /dev/zero, a directory and a sparse 300 MiB file, each named like an image, listed by a
+/// manifest and lying in a flat folder: the ingest ends (nothing blocks on the FIFO or reads /dev/zero for ever),
+/// the real image is an item, and each of the others is skipped with a reason that says what it is.
+#[test]
+fn non_regular_and_huge_files_are_skipped_by_name_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(images.join("dir.png")).unwrap();
+    std::fs::copy(fixtures().join("cmyk.jpg"), images.join("real.jpg")).unwrap();
+    let fifo = images.join("fifo.png");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let huge = std::fs::File::create(images.join("huge.png")).unwrap();
+    huge.set_len(300 << 20).unwrap();
+    drop(huge);
+    std::os::unix::fs::symlink("/dev/zero", images.join("zero.png")).unwrap();
+    let expect = [
+        ("fifo.png", "FIFO"),
+        ("zero.png", "character device"),
+        ("huge.png", "300 MiB, over the 256 MiB limit"),
+        ("dir.png", "directory"),
+    ];
+    std::fs::write(
+        dir.path().join("manifest.csv"),
+        "path,label\nimages/real.jpg,a\nimages/fifo.png,b\n/dev/zero,a\nimages/zero.png,a\nimages/huge.png,b\nimages/dir.png,a\n",
+    )
+    .unwrap();
+    let deadline = Duration::from_secs(120);
+    for (source, n_skipped) in [(dir.path().join("manifest.csv"), 5), (images.clone(), 3)] {
+        let store = dir.path().join(format!("store-{n_skipped}"));
+        let (code, out, _) = torchlight_bounded(
+            &["ingest", source.to_str().unwrap(), "--store", store.to_str().unwrap(), "--no-analyze"],
+            deadline,
+        );
+        assert_eq!(code, 0, "{out}");
+        let (items, skipped) = store_contents(&store);
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert!(items[0].ends_with("real.jpg"));
+        assert_eq!(skipped.len(), n_skipped, "{skipped:?}");
+        for (name, why) in expect.iter().filter(|(n, _)| n_skipped == 5 || *n != "dir.png") {
+            let s = skipped.iter().find(|(s, _)| s.ends_with(name)).unwrap_or_else(|| panic!("{name}: {skipped:?}"));
+            assert!(s.1.contains(why), "{name}: {}", s.1);
+            assert!(out.contains(&format!("skipping {}", s.0)), "{name} not named:\n{out}");
+        }
+        if n_skipped == 5 {
+            assert!(skipped.iter().any(|(s, why)| s == "/dev/zero" && why.contains("character device")), "{skipped:?}");
+        }
+    }
+}
+
+/// gzip IDX files whose header lies: more data than the stream holds, more than any gzip file that size can
+/// hold, more than torchlight reads at all; and a real bomb (a 10-image header in front of 1 GiB of zeros in a
+/// 1 MiB file) of which only the 10 images are decompressed.
+#[test]
+fn gzip_idx_headers_are_checked_against_the_data_with_a_bounded_reader() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let header = |dims: &[u32]| {
+        let mut v = vec![0u8, 0, 8, dims.len() as u8];
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    };
+    let gz = |parts: &[&[u8]]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for p in parts {
+            e.write_all(p).unwrap();
+        }
+        e.finish().unwrap()
+    };
+    let ingest = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let store = dir.path().join(format!("store-{name}"));
+        let args = ["ingest", path.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "idx"];
+        let (code, out, rss) = torchlight_bounded(&[&args[..], &["--no-analyze"]].concat(), Duration::from_secs(120));
+        (code, out, rss, store)
+    };
+    // Noise, so that the gzip file is about as big as the images (zeros would shrink to nothing).
+    let mut state = 1u32;
+    let ten: Vec<u8> = (0..10 * 28 * 28)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (state >> 24) as u8
+        })
+        .collect();
+
+    let (code, out, _, _) = ingest("short-images-idx3-ubyte.gz", &gz(&[&header(&[1000, 28, 28]), &ten]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("short-images-idx3-ubyte.gz") && out.contains("holds 7840 data bytes"), "{out}");
+
+    let (code, out, _, _) = ingest("claim-images-idx3-ubyte.gz", &gz(&[&header(&[4_000_000, 28, 28]), &ten]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("claim-images-idx3-ubyte.gz") && out.contains("gzip file can hold"), "{out}");
+
+    let (code, out, _, _) = ingest("huge-images-idx3-ubyte.gz", &gz(&[&header(&[100_000_000, 280, 280])]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("huge-images-idx3-ubyte.gz") && out.contains("more than the 8 GiB"), "{out}");
+
+    // The bomb: one member with the header, the 10 images and 64 MiB of zeros, then 15 members of 64 MiB of
+    // zeros (gzip readers go on through concatenated members).
+    let zeros = vec![0u8; 64 << 20];
+    let first = gz(&[&header(&[10, 28, 28]), &ten, &zeros]);
+    let rest = gz(&[&zeros]);
+    let mut bomb = first;
+    for _ in 0..15 {
+        bomb.extend_from_slice(&rest);
+    }
+    assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+    let (code, out, rss_mib, store) = ingest("bomb-images-idx3-ubyte.gz", &bomb);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(store_contents(&store).0.len(), 10);
+    // Decompressing it all would need at least 1 GiB resident.
+    assert!(rss_mib < 700, "peak RSS {rss_mib} MiB: the whole stream was decompressed\n{out}");
+}

@@ -36,6 +36,10 @@ impl CsvSource {
             path
         };
         let invalid = |why: String| SourceError::Invalid { path: csv_path.clone(), format: "csv", why };
+        // A FIFO or a device given as the manifest would block or never end.
+        if !std::fs::metadata(&csv_path).is_ok_and(|m| m.is_file()) {
+            return Err(invalid("the manifest is not a regular file".into()));
+        }
         let mut reader =
             ::csv::ReaderBuilder::new().flexible(true).from_path(&csv_path).map_err(|e| invalid(e.to_string()))?;
         let headers: Vec<String> =

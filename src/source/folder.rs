@@ -29,14 +29,9 @@ impl FolderSource {
                 files.extend(class_files.into_iter().map(|p| (p, Some(label))));
             }
         } else {
-            // A broken symlink stays in, to be skipped by name rather than vanish; FIFOs and devices stay out
-            // (reading one would block or never end).
-            files.extend(
-                list_dir(&root)?
-                    .into_iter()
-                    .filter(|p| (p.is_file() || !p.exists()) && is_image_file(p))
-                    .map(|p| (p, None)),
-            );
+            // Broken symlinks, FIFOs and devices named like images stay in, to be skipped by name rather than
+            // vanish (`Record::decode` refuses to read anything but a regular file).
+            files.extend(list_dir(&root)?.into_iter().filter(|p| !p.is_dir() && is_image_file(p)).map(|p| (p, None)));
         }
         if files.is_empty() {
             let why = if classes {

@@ -2,7 +2,7 @@
 //! N x rows x cols unsigned bytes) is paired with its labels file (magic 0x0801, N bytes) by name, whether
 //! SOURCE is the directory or the images file.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use super::{Fingerprint, Format, Payload, Record, RecordIter, Result, Source, SourceError, SourceInfo, list_dir};
@@ -32,41 +32,81 @@ fn is_images_name(name: &str) -> bool {
     name.contains("idx3") || (name.contains("images") && !name.contains("idx1"))
 }
 
-/// Reads a whole IDX file, decompressing `.gz`.
-fn read_idx(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(SourceError::io(format!("reading {}", path.display())))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(SourceError::io(format!("decompressing {}", path.display())))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
+/// Most data bytes an IDX file may hold (EMNIST ByClass, the biggest of the family, has 0.64 GB).
+const MAX_IDX_DATA: usize = 8 << 30;
+/// Deflate expands by at most about 1032:1: a gzip file of n bytes cannot hold more than this many times n.
+const MAX_GZIP_RATIO: u64 = 1032;
 
-/// Parses an IDX header of unsigned bytes; returns the dimensions and the offset of the data.
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
+/// Reads an IDX file (decompressing `.gz`): its dimensions and exactly the data bytes they call for. The header
+/// is checked against what the file can hold before anything big is allocated, and the decompressor is bounded
+/// by it: a gzip bomb or a header that lies cannot make torchlight decompress or allocate more than it claims,
+/// nor more than `MAX_IDX_DATA`.
+fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let invalid = |why: String| SourceError::Invalid { path: path.to_path_buf(), format: "idx", why };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+    let io = |what: &str| SourceError::io(format!("{what} {}", path.display()));
+    let file = std::fs::File::open(path).map_err(io("opening"))?;
+    let meta = file.metadata().map_err(io("reading"))?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    let mut file = std::io::BufReader::new(file);
+    let gzip = file.fill_buf().map_err(io("reading"))?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> =
+        if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let what = if gzip { "decompressing" } else { "reading" };
+
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut reader, &mut magic).map_err(io(what))?;
+    if got < 4 || magic[0] != 0 || magic[1] != 0 {
         return Err(invalid("no IDX magic number (expected 00 00 08 0N)".into()));
     }
-    if bytes[2] != 0x08 {
-        return Err(invalid(format!("element type 0x{:02x}, only unsigned bytes (0x08) are images", bytes[2])));
+    if magic[2] != 0x08 {
+        return Err(invalid(format!("element type 0x{:02x}, only unsigned bytes (0x08) are images", magic[2])));
     }
-    let ndims = bytes[3] as usize;
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    let ndims = magic[3] as usize;
+    let mut header = vec![0u8; 4 * ndims];
+    if read_up_to(&mut reader, &mut header).map_err(io(what))? < header.len() {
         return Err(invalid("truncated header".into()));
     }
-    let dims: Vec<usize> =
-        (0..ndims).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let need = dims.iter().product::<usize>();
-    if bytes.len() - header < need {
-        return Err(invalid(format!("holds {} data bytes, its header {dims:?} says {need}", bytes.len() - header)));
+    let dims: Vec<usize> = header.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap()) as usize).collect();
+    let need =
+        dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_IDX_DATA).ok_or_else(|| {
+            invalid(format!("header {dims:?} claims more than the {} GiB torchlight reads", MAX_IDX_DATA >> 30))
+        })?;
+    let header_len = 4 + header.len() as u64;
+    if gzip {
+        let most = meta.len().saturating_mul(MAX_GZIP_RATIO);
+        if need as u64 > most {
+            return Err(invalid(format!(
+                "header {dims:?} claims {need} data bytes, more than a {}-byte gzip file can hold",
+                meta.len()
+            )));
+        }
+    } else if need as u64 > meta.len().saturating_sub(header_len) {
+        let held = meta.len().saturating_sub(header_len);
+        return Err(invalid(format!("holds {held} data bytes, its header {dims:?} says {need}")));
     }
-    Ok((dims, header))
+    // Grown as the bytes arrive: a claim that the stream does not back up costs nothing.
+    let mut data = Vec::with_capacity(need.min(64 << 20));
+    reader.take(need as u64).read_to_end(&mut data).map_err(io(what))?;
+    if data.len() < need {
+        return Err(invalid(format!("holds {} data bytes, its header {dims:?} says {need}", data.len())));
+    }
+    Ok((dims, data))
+}
+
+/// Reads until `buf` is full or the stream ends; the number of bytes read.
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 impl IdxSource {
@@ -74,8 +114,7 @@ impl IdxSource {
     pub fn open(path: &Path, split: Option<&str>) -> Result<IdxSource> {
         let path = path.canonicalize().map_err(SourceError::io(format!("opening {}", path.display())))?;
         let (images_path, labels_path) = if path.is_dir() { pick_in_dir(&path, split)? } else { pair_file(&path) };
-        let bytes = read_idx(&images_path)?;
-        let (dims, offset) = parse_header(&images_path, &bytes)?;
+        let (dims, pixels) = read_idx(&images_path)?;
         let (n, height, width, channels) = match dims[..] {
             [n, h, w] => (n, h, w, 1),
             [n, h, w, c @ (1 | 3)] => (n, h, w, c),
@@ -87,11 +126,9 @@ impl IdxSource {
                 });
             }
         };
-        let pixels = bytes[offset..offset + n * height * width * channels].to_vec();
         let labels = match &labels_path {
             Some(lp) => {
-                let lb = read_idx(lp)?;
-                let (ldims, loff) = parse_header(lp, &lb)?;
+                let (ldims, lb) = read_idx(lp)?;
                 if ldims.len() != 1 || ldims[0] != n {
                     return Err(SourceError::Invalid {
                         path: lp.clone(),
@@ -99,7 +136,7 @@ impl IdxSource {
                         why: format!("labels file has dimensions {ldims:?}, the images file {n} images"),
                     });
                 }
-                Some(lb[loff..loff + n].to_vec())
+                Some(lb)
             }
             None => None,
         };

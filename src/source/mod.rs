@@ -127,10 +127,7 @@ impl Record {
     pub fn decode(&self) -> Result<Decoded, String> {
         match &self.payload {
             Payload::Encoded(bytes) => decode_bytes(bytes),
-            Payload::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
-                decode_bytes(&bytes)
-            }
+            Payload::File(path) => decode_bytes(&read_image_file(path)?),
             Payload::Raw { width, height, channels, pixels } => {
                 let hash = content_hash(pixels);
                 let (w, h) = (*width, *height);
@@ -145,6 +142,65 @@ impl Record {
             Payload::Unreadable(why) => Err(why.clone()),
         }
     }
+}
+
+/// Largest image file torchlight reads. Real dataset images are far smaller; without a cap one huge file would
+/// take that much memory on each decode thread.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+
+/// What kind of non-regular file `meta` describes, for skip reasons.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let ft = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_dir() { "a directory" } else { "not a regular file" }
+}
+
+/// Reads an image file whole, for decoding. Only regular files: a FIFO would block the decode thread forever and a
+/// device such as /dev/zero never ends. At most `MAX_IMAGE_FILE_BYTES`, even when the file grows while it is read.
+/// The error is a skip reason.
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, String> {
+    let not_regular = |meta: &std::fs::Metadata| format!("{}, not a regular image file: not read", file_kind(meta));
+    let too_big = |len: u64| {
+        format!("file is {} MiB, over the {} MiB limit for one image", len >> 20, MAX_IMAGE_FILE_BYTES >> 20)
+    };
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    if meta.len() > MAX_IMAGE_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Non-blocking open: if the path became a FIFO since the check above, opening it must not wait for a writer.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read file: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_IMAGE_FILE_BYTES) as usize);
+    file.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<Decoded, String> {
