@@ -51,21 +51,33 @@ start=$(date +%s.%N)
 "$bin" $(args "$work/ref") > "$work/ref.log" 2>&1
 full=$(echo "$(date +%s.%N) - $start" | bc)
 dump "$work/ref" "$work/ref"
-echo "uninterrupted ingest of $records records with analysis: ${full}s"
+# Seconds from the start to the end of the embedding (model loading included, about half a second).
+embed=$(awk '/^ingested / { for (i = 1; i < NF; i++) if ($(i + 1) == "s") print $i + 0.5 }' "$work/ref.log")
+echo "uninterrupted ingest of $records records with analysis: ${full}s (embedding done after about ${embed}s)"
 
 fails=0
 declare -A phases
 for i in $(seq 1 "$points"); do
     store="$work/killed-$i"
-    # A random moment within the uninterrupted run's duration (2%..98%): model loading, the embedding pipeline
-    # (decode, preprocess, embed and write run at once on their threads) or the analysis.
-    at=$(awk -v f="$full" -v s="$RANDOM$i" 'BEGIN { srand(s); printf "%.2f", f * (0.02 + 0.96 * rand()) }')
-    # shellcheck disable=SC2046
-    "$bin" $(args "$store") > "$work/k$i.log" 2>&1 &
-    pid=$!
-    sleep "$at"
-    kill -9 "$pid" 2> /dev/null && killed=yes || killed=no
-    wait "$pid" 2> /dev/null || true
+    # A random moment: odd points within the embedding pipeline (decode, preprocess, embed and write run at once
+    # on their threads; model loading comes first), even points within the analysis that follows. Which phase a
+    # kill really hit is read from the store afterwards.
+    at=$(awk -v f="$full" -v e="$embed" -v odd=$((i % 2)) -v s="$RANDOM$i" 'BEGIN { srand(s); r = rand()
+        printf "%.2f", odd ? 0.05 + r * e : e + r * (0.9 * f - e) }')
+    # A run that finished before its kill (timings vary between runs) is tried again sooner, twice at most.
+    for _ in 1 2 3; do
+        rm -rf "$store"
+        # shellcheck disable=SC2046
+        "$bin" $(args "$store") > "$work/k$i.log" 2>&1 &
+        pid=$!
+        sleep "$at"
+        kill -9 "$pid" 2> /dev/null || true
+        rc=0
+        wait "$pid" 2> /dev/null || rc=$?
+        [ "$rc" -eq 137 ] && killed=yes || killed=no
+        [ "$killed" = no ] || break
+        at=$(awk -v a="$at" 'BEGIN { printf "%.2f", a / 2 }')
+    done
     st=$(state "$store")
     items=$(sed 's/items=\([0-9]*\).*/\1/' <<< "$st")
     if [ "$killed" = no ]; then
@@ -93,7 +105,7 @@ for i in $(seq 1 "$points"); do
     # The rerun embeds exactly what was missing: a model that starts over shows up here.
     redone=""
     for space in foundation finetuned; do
-        had=$(grep -o "$space[0-9]*" <<< "$st" | sed "s/$space//")
+        had=$(grep -o "$space[0-9]*" <<< "$st" | sed "s/$space//" || true)
         got=$(embedded "$work/r$i.log" "$space")
         [ "${got:-0}" -eq $((records - ${had:-0})) ] || redone="$redone $space:had=${had:-0},rerun=${got:-0}"
     done
