@@ -800,8 +800,8 @@ pub fn parse_embeddings_arg(arg: &str) -> Option<(String, std::path::PathBuf, Op
 }
 
 /// Imports a precomputed embedding space, rows in the source's record order. The file has one row per
-/// item, or one per source record (the rows of records that were skipped are then dropped). Everything is
-/// checked before the one transaction that writes the space, its vectors and its cursors.
+/// item, or one per source record (the rows of records that were skipped are then dropped). The file's shape,
+/// type and length are checked before anything is written; a `.npy` is streamed, never loaded whole.
 pub fn import_embeddings(
     store: &Store,
     source: &dyn Source,
@@ -810,7 +810,7 @@ pub fn import_embeddings(
     column: Option<&str>,
 ) -> Result<SpaceInfo> {
     let err = |why: String| IngestError::Embeddings { file: file.display().to_string(), why };
-    let bytes_hash = std::fs::read(file).map(|b| crate::source::content_hash(&b)).map_err(|e| err(e.to_string()))?;
+    let bytes_hash = crate::source::content_hash_file(file).map_err(|e| err(e.to_string()))?;
     let spec = ModelSpec {
         kind: "precomputed".into(),
         source: file.display().to_string(),
@@ -830,14 +830,15 @@ pub fn import_embeddings(
         }
         (store.item_count(&rtxn)?, store.cursor(&rtxn, "records")?)
     };
-    let m = crate::source::embeddings::read(file, column).map_err(err)?;
-    if m.cols == 0 {
+    let mut m = crate::source::embeddings::Rows::open(file, column).map_err(err)?;
+    let (m_rows, cols) = (m.rows(), m.cols());
+    if cols == 0 {
         return Err(err("zero-width embeddings".into()));
     }
     // Row index of each item.
-    let rows: Vec<usize> = if m.rows == items as usize {
-        (0..m.rows).collect()
-    } else if m.rows as u64 == records {
+    let rows: Vec<usize> = if m_rows == items as usize {
+        (0..m_rows).collect()
+    } else if m_rows as u64 == records {
         let rtxn = store.read_txn()?;
         let mut rows = Vec::with_capacity(items as usize);
         let mut next = 0u32;
@@ -851,15 +852,26 @@ pub fn import_embeddings(
         rows
     } else {
         return Err(err(format!(
-            "{} rows, but the store has {items} items ({records} source records including skipped ones): \
-             give one row per item or per record, in the source's order",
-            m.rows
+            "{m_rows} rows, but the store has {items} items ({records} source records including skipped ones): \
+             give one row per item or per record, in the source's order"
         )));
     };
+    // Streamed in bounded transactions: an LMDB write transaction holds its dirty pages in memory. The cursors
+    // come last, so an interrupted import is redone from the start by the next run.
+    const ROWS_PER_COMMIT: usize = 16_384;
     let mut wtxn = store.write_txn()?;
-    let space = store.put_space(&mut wtxn, space_info(name, spec, m.cols, 0, Vec::new()))?;
+    let space = store.put_space(&mut wtxn, space_info(name, spec, cols, 0, Vec::new()))?;
+    let (mut row, mut next) = (Vec::with_capacity(cols), 0usize);
     for (id, &r) in rows.iter().enumerate() {
-        store.put_embedding(&mut wtxn, space.index, id as u32, &m.data[r * m.cols..(r + 1) * m.cols])?;
+        while next <= r {
+            m.next_row(&mut row).map_err(|why| err(format!("row {next}: {why}")))?;
+            next += 1;
+        }
+        store.put_embedding(&mut wtxn, space.index, id as u32, &row)?;
+        if (id + 1) % ROWS_PER_COMMIT == 0 {
+            store.commit(wtxn)?;
+            wtxn = store.write_txn()?;
+        }
     }
     store.put_cursor(&mut wtxn, &space_cursor(name), records)?;
     store.put_cursor(&mut wtxn, &space_items_cursor(name), u64::from(items))?;

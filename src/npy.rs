@@ -96,29 +96,55 @@ impl NpyArray {
     }
 }
 
-/// Reads a whole .npy stream.
-pub fn read(mut r: impl Read) -> Result<NpyArray, NpyError> {
-    let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes)?;
-    parse(bytes)
+/// What a .npy header says about the data that follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub big_endian: bool,
+    pub fortran_order: bool,
 }
 
-/// Parses a whole .npy file's bytes. The data length is checked against the header before anything is
-/// allocated, so a forged shape cannot ask for more memory than the file holds.
-pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+impl Header {
+    /// Bytes of data the shape needs; an error when that overflows (a forged header).
+    pub fn data_len(&self) -> Result<usize, NpyError> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| NpyError::Format(format!("shape {:?} overflows", self.shape)))
+    }
+}
+
+/// Reads the magic, version and header of a .npy stream, leaving the reader at the first byte of data.
+/// Returns the header and its length in bytes (magic included).
+pub fn read_header(r: &mut impl Read) -> Result<(Header, usize), NpyError> {
+    let truncated = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => NpyError::Format("truncated header".into()),
+        _ => NpyError::Io(e),
+    };
+    let mut pre = [0u8; 10];
+    r.read_exact(&mut pre).map_err(truncated)?;
+    if &pre[..6] != b"\x93NUMPY" {
         return Err(NpyError::Format("missing \\x93NUMPY magic".into()));
     }
-    let (header_len, header_start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+    let (header_len, prefix) = match pre[6] {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
+        2 | 3 => {
+            let mut rest = [0u8; 2];
+            r.read_exact(&mut rest).map_err(truncated)?;
+            (u32::from_le_bytes([pre[8], pre[9], rest[0], rest[1]]) as usize, 12)
+        }
         v => return Err(NpyError::Format(format!("format version {v}"))),
     };
-    let data_start = header_start + header_len;
-    let header = bytes
-        .get(header_start..data_start)
-        .map(|h| String::from_utf8_lossy(h).into_owned())
-        .ok_or_else(|| NpyError::Format("truncated header".into()))?;
+    let mut text = Vec::new();
+    r.take(header_len as u64).read_to_end(&mut text)?;
+    if text.len() < header_len {
+        return Err(NpyError::Format("truncated header".into()));
+    }
+    Ok((parse_header(&String::from_utf8_lossy(&text))?, prefix + header_len))
+}
+
+fn parse_header(header: &str) -> Result<Header, NpyError> {
     let field = |key: &str| -> Option<String> {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
         let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
@@ -130,8 +156,8 @@ pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
         }
     };
     let descr = field("descr").ok_or_else(|| NpyError::Format(format!("no descr in header {header}")))?;
-    let (dtype, big) = Dtype::parse(&descr).ok_or_else(|| NpyError::Unsupported(format!("dtype {descr}")))?;
-    let fortran = match field("fortran_order").as_deref() {
+    let (dtype, big_endian) = Dtype::parse(&descr).ok_or_else(|| NpyError::Unsupported(format!("dtype {descr}")))?;
+    let fortran_order = match field("fortran_order").as_deref() {
         Some("False") => false,
         Some("True") => true,
         _ => return Err(NpyError::Format(format!("no fortran_order in header {header}"))),
@@ -143,24 +169,52 @@ pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| NpyError::Format(format!("bad shape ({shape_s})"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let size = dtype.size();
-    let need = shape
-        .iter()
-        .try_fold(size, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| NpyError::Format(format!("shape ({shape_s}) overflows")))?;
+    Ok(Header { dtype, shape, big_endian, fortran_order })
+}
+
+/// Reads a whole .npy stream.
+pub fn read(mut r: impl Read) -> Result<NpyArray, NpyError> {
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes)?;
+    parse(bytes)
+}
+
+/// Parses a whole .npy file's bytes. The data length is checked against the header before anything is
+/// allocated, so a forged shape cannot ask for more memory than the file holds.
+pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
+    let (header, data_start) = read_header(&mut &bytes[..])?;
+    let need = header.data_len()?;
     let have = bytes.len() - data_start;
     if have < need {
-        return Err(NpyError::Format(format!("holds {have} bytes of data, shape ({shape_s}) needs {need}")));
+        return Err(NpyError::Format(format!("holds {have} bytes of data, shape {:?} needs {need}", header.shape)));
     }
+    let size = header.dtype.size();
     bytes.truncate(data_start + need);
     let mut data = bytes.split_off(data_start);
-    if big {
+    if header.big_endian {
         data.chunks_exact_mut(size).for_each(<[u8]>::reverse);
     }
-    if fortran && shape.len() > 1 {
-        data = fortran_to_c(&data, &shape, size);
+    if header.fortran_order && header.shape.len() > 1 {
+        data = fortran_to_c(&data, &header.shape, size);
     }
-    Ok(NpyArray { dtype, shape, data })
+    Ok(NpyArray { dtype: header.dtype, shape: header.shape, data })
+}
+
+/// Converts one element of `dtype` (stored with the given byte order) to f32.
+pub fn element_f32(dtype: Dtype, big_endian: bool, bytes: &[u8]) -> f32 {
+    let mut b = [0u8; 8];
+    let n = dtype.size();
+    b[..n].copy_from_slice(&bytes[..n]);
+    if big_endian {
+        b[..n].reverse();
+    }
+    match dtype {
+        Dtype::F32 => f32::from_le_bytes(b[..4].try_into().unwrap()),
+        Dtype::F64 => f64::from_le_bytes(b) as f32,
+        Dtype::U8 | Dtype::Bool => f32::from(b[0]),
+        Dtype::I32 => i32::from_le_bytes(b[..4].try_into().unwrap()) as f32,
+        Dtype::I64 => i64::from_le_bytes(b) as f32,
+    }
 }
 
 /// Reorders column-major elements of `size` bytes into row-major order.

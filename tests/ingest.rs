@@ -356,6 +356,14 @@ fn precomputed_embeddings_per_item_or_per_record() {
     let rtxn = store.read_txn().unwrap();
     assert!(store.space(&rtxn, "bad").unwrap().is_none(), "nothing written");
     drop(rtxn);
+    // A truncated file (streamed, not loaded) is refused from its length before anything is written.
+    let short = tmp.path().join("short.npy");
+    write_npy(&short, 27, 3, false);
+    let bytes = std::fs::read(&short).unwrap();
+    std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
+    let err = ingest::import_embeddings(&store, src.as_ref(), "short", &short, None).err().unwrap().to_string();
+    assert!(err.contains("short.npy") && err.contains("needs 324"), "{err}");
+    assert!(store.space(&store.read_txn().unwrap(), "short").unwrap().is_none(), "nothing written");
     // Another file under an existing name is refused.
     let err = ingest::import_embeddings(&store, src.as_ref(), "mine", &per_record, None).err().unwrap().to_string();
     assert!(err.contains("space mine"), "{err}");

@@ -224,6 +224,21 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().unwrap())
 }
 
+/// `content_hash` of a file's bytes, read in pieces (embedding files run to gigabytes).
+pub fn content_hash_file(path: &Path) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    let digest = hasher.finalize();
+    Ok(u64::from_le_bytes(digest[..8].try_into().unwrap()))
+}
+
 /// Facts about an open source.
 #[derive(Debug, Clone)]
 pub struct SourceInfo {
