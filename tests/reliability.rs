@@ -529,10 +529,7 @@ fn non_regular_and_huge_files_are_skipped_by_name_without_reading_them() {
     let images = dir.path().join("images");
     std::fs::create_dir_all(images.join("dir.png")).unwrap();
     std::fs::copy(fixtures().join("cmyk.jpg"), images.join("real.jpg")).unwrap();
-    let fifo = images.join("fifo.png");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    mkfifo(&images.join("fifo.png"));
     let huge = std::fs::File::create(images.join("huge.png")).unwrap();
     huge.set_len(300 << 20).unwrap();
     drop(huge);
@@ -568,6 +565,37 @@ fn non_regular_and_huge_files_are_skipped_by_name_without_reading_them() {
         if n_skipped == 5 {
             assert!(skipped.iter().any(|(s, why)| s == "/dev/zero" && why.contains("character device")), "{skipped:?}");
         }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+/// Dataset files that are FIFOs (IDX images, a CIFAR batch, a parquet file, a CSV manifest): each refused at once
+/// with exit 1, naming the file and what it is, instead of waiting for a writer for ever.
+#[test]
+fn dataset_files_that_are_fifos_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let cases = [
+        (dir.path().join("fifo-images-idx3-ubyte"), dir.path().join("fifo-images-idx3-ubyte"), "idx"),
+        (cifar.join("data_batch_1.bin"), cifar.clone(), "cifar"),
+        (dir.path().join("fifo.parquet"), dir.path().join("fifo.parquet"), "parquet"),
+        (dir.path().join("fifo.csv"), dir.path().join("fifo.csv"), "csv"),
+    ];
+    for (i, (fifo, source, format)) in cases.iter().enumerate() {
+        mkfifo(fifo);
+        let store = dir.path().join(format!("store-{i}"));
+        let (code, out, _) = torchlight_bounded(
+            &["ingest", source.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", format],
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 1, "{format}: {out}");
+        assert!(out.contains(fifo.to_str().unwrap()) && out.contains("FIFO"), "{format}: {out}");
     }
 }
 

@@ -36,8 +36,10 @@ fn batch_number(p: &Path) -> u32 {
 }
 
 fn read_names(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    let mut text = String::new();
+    super::open_regular(path)
+        .and_then(|(f, _)| f.take(1 << 20).read_to_string(&mut text))
+        .map(|_| text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
         .unwrap_or_default()
 }
 
@@ -96,7 +98,7 @@ impl CifarSource {
         let mut counted = Vec::new();
         for f in files.drain(..) {
             let len =
-                std::fs::metadata(&f).map_err(SourceError::io(format!("reading {}", f.display())))?.len() as usize;
+                super::open_regular(&f).map_err(SourceError::io(format!("opening {}", f.display())))?.1.len() as usize;
             if !len.is_multiple_of(record) {
                 return Err(SourceError::Invalid {
                     path: f,
@@ -139,7 +141,8 @@ impl Source for CifarSource {
             let base = path.to_string_lossy().into_owned();
             iters.push(Box::new((first..count).map(move |i| {
                 if reader.is_none() {
-                    let mut f = File::open(&path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+                    let (mut f, _) =
+                        super::open_regular(&path).map_err(SourceError::io(format!("opening {}", path.display())))?;
                     f.seek(SeekFrom::Start((i * record) as u64))
                         .map_err(SourceError::io(format!("reading {}", path.display())))?;
                     reader = Some(BufReader::with_capacity(1 << 20, f));

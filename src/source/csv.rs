@@ -36,12 +36,9 @@ impl CsvSource {
             path
         };
         let invalid = |why: String| SourceError::Invalid { path: csv_path.clone(), format: "csv", why };
-        // A FIFO or a device given as the manifest would block or never end.
-        if !std::fs::metadata(&csv_path).is_ok_and(|m| m.is_file()) {
-            return Err(invalid("the manifest is not a regular file".into()));
-        }
-        let mut reader =
-            ::csv::ReaderBuilder::new().flexible(true).from_path(&csv_path).map_err(|e| invalid(e.to_string()))?;
+        let (file, _) =
+            super::open_regular(&csv_path).map_err(SourceError::io(format!("opening {}", csv_path.display())))?;
+        let mut reader = ::csv::ReaderBuilder::new().flexible(true).from_reader(file);
         let headers: Vec<String> =
             reader.headers().map_err(|e| invalid(e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
         let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));

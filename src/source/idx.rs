@@ -44,11 +44,7 @@ const MAX_GZIP_RATIO: u64 = 1032;
 fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let invalid = |why: String| SourceError::Invalid { path: path.to_path_buf(), format: "idx", why };
     let io = |what: &str| SourceError::io(format!("{what} {}", path.display()));
-    let file = std::fs::File::open(path).map_err(io("opening"))?;
-    let meta = file.metadata().map_err(io("reading"))?;
-    if !meta.is_file() {
-        return Err(invalid("not a regular file".into()));
-    }
+    let (file, meta) = super::open_regular(path).map_err(io("opening"))?;
     let mut file = std::io::BufReader::new(file);
     let gzip = file.fill_buf().map_err(io("reading"))?.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn Read> =

@@ -170,32 +170,44 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     if ft.is_dir() { "a directory" } else { "not a regular file" }
 }
 
+/// Opens a file of a dataset for reading, refusing anything but a regular file: opening a FIFO waits for a writer
+/// that may never come, and a device such as /dev/zero never ends. The open itself does not block (O_NONBLOCK, which
+/// changes nothing for a regular file), and the file is checked again once open, in case the path changed between.
+/// The error says what the file is instead.
+pub fn open_regular(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
+    let not_regular =
+        |meta: &std::fs::Metadata| std::io::Error::other(format!("{}, not a regular file: not read", file_kind(meta)));
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok((file, meta))
+}
+
 /// Reads an image file whole, for decoding. Only regular files: a FIFO would block the decode thread forever and a
 /// device such as /dev/zero never ends. At most `MAX_IMAGE_FILE_BYTES`, even when the file grows while it is read.
 /// The error is a skip reason.
 pub fn read_image_file(path: &Path) -> Result<Vec<u8>, String> {
-    let not_regular = |meta: &std::fs::Metadata| format!("{}, not a regular image file: not read", file_kind(meta));
     let too_big = |len: u64| {
         format!("file is {} MiB, over the {} MiB limit for one image", len >> 20, MAX_IMAGE_FILE_BYTES >> 20)
     };
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
-    if !meta.is_file() {
-        return Err(not_regular(&meta));
-    }
+    let (file, meta) = open_regular(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::Other => e.to_string(),
+        _ => format!("cannot read file: {e}"),
+    })?;
     if meta.len() > MAX_IMAGE_FILE_BYTES {
         return Err(too_big(meta.len()));
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // Non-blocking open: if the path became a FIFO since the check above, opening it must not wait for a writer.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| format!("cannot read file: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read file: {e}"))?;
-    if !meta.is_file() {
-        return Err(not_regular(&meta));
-    }
-    let mut bytes = Vec::with_capacity(meta.len().min(MAX_IMAGE_FILE_BYTES) as usize);
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read file: {e}"))?;
     if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
         return Err(too_big(bytes.len() as u64));
@@ -285,8 +297,8 @@ impl Fingerprint {
 
     /// Adds a file under `name` (relative, so a moved dataset keeps its fingerprint).
     pub fn add_file(&mut self, name: &str, path: &Path) -> Result<()> {
-        let mut file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
-        let len = file.metadata().map_err(SourceError::io(format!("reading {}", path.display())))?.len();
+        let (mut file, meta) = open_regular(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+        let len = meta.len();
         let mut head = Vec::with_capacity(64 << 10);
         (&mut file)
             .take(64 << 10)

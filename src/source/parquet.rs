@@ -37,7 +37,7 @@ fn perr(path: &Path) -> impl FnOnce(::parquet::errors::ParquetError) -> SourceEr
 }
 
 fn open_reader(path: &Path) -> Result<SerializedFileReader<File>> {
-    let file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+    let (file, _) = super::open_regular(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
     let reader = SerializedFileReader::new(file).map_err(perr(path))?;
     // The parquet crate asserts (panics) on a negative column chunk offset or size when it reads rows; a corrupt
     // file must be refused here instead (found by fuzz/source_parquet).
@@ -300,8 +300,8 @@ impl Source for ParquetSource {
                 std::iter::from_fn(move || {
                     if rows.is_none() {
                         let opened = (|| -> Result<RowIter<'static>> {
-                            let file =
-                                File::open(&path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+                            let (file, _) = super::open_regular(&path)
+                                .map_err(SourceError::io(format!("opening {}", path.display())))?;
                             let options = ReadOptionsBuilder::new()
                                 .with_predicate(Box::new(move |_, i| i >= first_group))
                                 .build();
@@ -337,8 +337,9 @@ impl Fingerprint {
     /// Adds the last 64 KiB of a file (for parquet: the footer, which describes the whole content).
     pub fn add_file_tail(&mut self, path: &Path) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
-        let len = file.metadata().map_err(SourceError::io(format!("reading {}", path.display())))?.len();
+        let (mut file, meta) =
+            super::open_regular(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+        let len = meta.len();
         file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))
             .map_err(SourceError::io(format!("reading {}", path.display())))?;
         let mut tail = Vec::new();
