@@ -2,9 +2,12 @@
 //! dense ids, skipped records, thumbnails, resume equal to an uninterrupted run, a space added later,
 //! refusals before any write, and precomputed embeddings.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::fixtures::npy_bytes;
 use image::{DynamicImage, RgbImage};
 use torchlight::ingest::{self, IngestOptions, SpaceModel};
 use torchlight::source::{self, OpenOptions, Source};
@@ -295,23 +298,13 @@ fn another_dataset_or_model_is_refused_before_writing() {
 
 fn write_npy(path: &Path, rows: usize, cols: usize, f64s: bool) -> Vec<f32> {
     let vals: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.25 - 3.0).collect();
+    let body: Vec<u8> = if f64s {
+        vals.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect()
+    } else {
+        vals.iter().flat_map(|v| v.to_le_bytes()).collect()
+    };
     let descr = if f64s { "<f8" } else { "<f4" };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in &vals {
-        if f64s {
-            out.extend_from_slice(&f64::from(*v).to_le_bytes());
-        } else {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    std::fs::write(path, out).unwrap();
+    std::fs::write(path, npy_bytes(descr, &format!("({rows}, {cols})"), false, &body)).unwrap();
     vals
 }
 

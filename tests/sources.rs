@@ -1,9 +1,12 @@
 //! Dataset sources: each format on small fixtures (written here, or committed for parquet), order, labels,
 //! class names, resume positions, unreadable images and fingerprints.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use common::fixtures::npy_bytes;
 use image::{DynamicImage, RgbImage};
 use torchlight::source::{self, Format, OpenOptions, Payload, Record, Source, embeddings, hub};
 
@@ -369,48 +372,32 @@ fn hub_split_discovery_in_the_layouts_the_hub_uses() {
     assert_eq!(hub::parse_spec("mnist"), ("mnist", None));
 }
 
-fn npy(descr: &str, shape: &str, fortran: bool, body: &[u8]) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
 #[test]
 fn npy_float32_float64_and_fortran_order() {
     let vals = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
     let f4: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let m = embeddings::parse_npy(npy("<f4", "(2, 3)", false, &f4)).unwrap();
+    let m = embeddings::parse_npy(npy_bytes("<f4", "(2, 3)", false, &f4)).unwrap();
     assert_eq!((m.rows, m.cols), (2, 3));
     assert_eq!(m.data, vals);
     let f8: Vec<u8> = vals.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect();
-    assert_eq!(embeddings::parse_npy(npy("<f8", "(2, 3)", false, &f8)).unwrap().data, vals);
+    assert_eq!(embeddings::parse_npy(npy_bytes("<f8", "(2, 3)", false, &f8)).unwrap().data, vals);
     // Column-major: [[1, 3, 5], [2, 4, 6]] stored as 1 2 3 4 5 6.
-    let m = embeddings::parse_npy(npy("<f4", "(2, 3)", true, &f4)).unwrap();
+    let m = embeddings::parse_npy(npy_bytes("<f4", "(2, 3)", true, &f4)).unwrap();
     assert_eq!(m.data, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
-    let err = embeddings::parse_npy(npy("<i8", "(2, 3)", false, &f8)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<i8", "(2, 3)", false, &f8)).unwrap_err();
     assert!(err.contains("float32 or float64"), "{err}");
-    let err = embeddings::parse_npy(npy("<f4", "(6,)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(6,)", false, &f4)).unwrap_err();
     assert!(err.contains("2-D"), "{err}");
-    let err = embeddings::parse_npy(npy("<f4", "(3, 3)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(3, 3)", false, &f4)).unwrap_err();
     assert!(err.contains("needs 36"), "{err}");
     // Big-endian, as numpy writes with dtype '>f4'.
     let be: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
-    assert_eq!(embeddings::parse_npy(npy(">f4", "(2, 3)", false, &be)).unwrap().data, vals);
+    assert_eq!(embeddings::parse_npy(npy_bytes(">f4", "(2, 3)", false, &be)).unwrap().data, vals);
     // A forged shape is refused from the header, before any allocation.
-    let err = embeddings::parse_npy(npy("<f4", "(4611686018427387904, 4)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(4611686018427387904, 4)", false, &f4)).unwrap_err();
     assert!(err.contains("overflows"), "{err}");
     // 3-D column-major through the general reader: element (i, j, k) of shape (2, 2, 2) stored at i + 2j + 4k.
-    let a = torchlight::npy::parse(npy(
+    let a = torchlight::npy::parse(npy_bytes(
         "<f4",
         "(2, 2, 2)",
         true,
