@@ -64,7 +64,9 @@ shot() {
   echo "wrote $OUT/$name.png"
 }
 
-shot browse-sixel auto j j j
+# Sixel is forced: this xterm under Xvfb leaves ratatui-image's capability query unanswered (auto picks
+# halfblocks; the cell size still comes from the window size), though it draws sixel when sent it.
+shot browse-sixel sixel j j j
 shot browse-halfblocks halfblocks j j j
-shot browse-side-by-side auto v
+shot browse-side-by-side sixel v
 shot browse-help halfblocks question

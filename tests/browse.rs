@@ -390,7 +390,7 @@ fn labels_come_from_the_label_column_and_older_stores_get_one_on_first_open() {
     store.delete_column(&mut w, "", columns::LABEL).unwrap();
     store.commit(w).unwrap();
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    assert_eq!(app.data.label, truth.label);
+    assert_eq!(*app.data.label, truth.label);
     let r = store.read_txn().unwrap();
     assert!(!store.label_column_stale(&r).unwrap());
     assert_eq!(store.label_ids(&r).unwrap(), truth.label);
@@ -402,7 +402,7 @@ fn labels_come_from_the_label_column_and_older_stores_get_one_on_first_open() {
     store.commit(w).unwrap();
     let lock = store.lock_writer("analyze").unwrap();
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    assert_eq!(app.data.label, truth.label);
+    assert_eq!(*app.data.label, truth.label);
     assert!(store.label_column_stale(&store.read_txn().unwrap()).unwrap());
     drop(lock);
 }
@@ -425,4 +425,85 @@ fn flag_bits_match_the_stored_flag_columns() {
         assert_eq!(app.data.near_duplicate(0, id), dup[id as usize] == 1, "item {id}");
         assert_eq!(app.data.label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
     }
+}
+
+/// A sixel picker without a terminal to ask (the deprecated constructor is the only way to get one).
+#[allow(deprecated)]
+fn sixel() -> Graphics {
+    let mut picker = ratatui_image::picker::Picker::from_fontsize(ratatui_image::FontSize { width: 8, height: 16 });
+    picker.set_protocol_type(ratatui_image::picker::ProtocolType::Sixel);
+    Graphics::Images(picker)
+}
+
+#[test]
+fn pixel_terminals_get_the_scatter_as_a_picture_drawn_off_the_ui_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = make(dir.path());
+    let (mut app, rx) = open(store, &sixel(), 120, 40);
+    let plot = torchlight::browse::widgets::scatter::plot_area(app.areas().scatter[0]);
+    let braille = |t: &Terminal<TestBackend>| {
+        let buf = t.backend().buffer();
+        (plot.x..plot.right())
+            .flat_map(|x| (plot.y..plot.bottom()).map(move |y| (x, y)))
+            .filter(|&(x, y)| {
+                buf[(x, y)].symbol().chars().next().is_some_and(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+            })
+            .count()
+    };
+    // Until the worker answers, the braille raster shows.
+    if app.plots.is_empty() {
+        assert!(braille(&draw(&app)) > 20);
+    }
+    key(&mut app, KeyCode::Char('j'));
+    let selected = app.selected();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app.plots.get(&app.space).is_none_or(|(k, _)| k.selection != selected) {
+        let ev = rx.recv_timeout(deadline - std::time::Instant::now()).expect("a plot from the worker");
+        app.handle(ev);
+    }
+    let t = draw(&app);
+    let first = t.backend().buffer()[(plot.x, plot.y)].symbol().to_string();
+    // The cell holds the whole image: the area cleared, then the sixel (DCS ... q ... ST).
+    let dcs = first.find("\x1bP").expect("a sixel sequence at the plot's top-left");
+    assert!(first[dcs..].contains('q') && first.ends_with("\x1b\\"), "{:?}", &first[dcs..dcs + 12]);
+    assert!(first.len() > 1000, "a {}x{} px picture", plot.width * 8, plot.height * 16);
+    assert_eq!(braille(&t), 0, "the picture replaces the braille dots");
+    // A new raster (zoom) makes the old picture stale: braille until the new one arrives.
+    key(&mut app, KeyCode::Char('+'));
+    if app.plot_picture(&app.rasters[0]).is_none() {
+        assert!(braille(&draw(&app)) > 0);
+    }
+}
+
+#[test]
+fn plot_pixels_draws_points_in_label_colours_and_marks_the_selection() {
+    use torchlight::browse::widgets::scatter::{PlotJob, PlotKey, Window, plot_pixels};
+    let theme = Theme { color: true };
+    let job = PlotJob {
+        space: 0,
+        key: PlotKey { raster: 1, selection: Some(2) },
+        cells: (10, 5),
+        px: (100, 100),
+        window: Window { x0: 0.0, y0: 0.0, x1: 10.0, y1: 10.0 },
+        // Items 0, 1, 2 at (1, 9), (9, 1), (5, 5); item 3 outside the window.
+        proj: Arc::new(vec![1.0, 9.0, 9.0, 1.0, 5.0, 5.0, 20.0, 20.0]),
+        label: Arc::new(vec![0, 1, 2, 0]),
+        shown: Some(Arc::new(vec![0, 2, 3])),
+        outliers: Vec::new(),
+        selected: Some(2),
+        neighbours: Vec::new(),
+        theme,
+    };
+    let img = plot_pixels(&job);
+    assert_eq!(img.dimensions(), (100, 100));
+    let rgb = |c: Color| match c {
+        Color::Rgb(r, g, b) => [r, g, b],
+        _ => panic!("palette colours are RGB"),
+    };
+    // y grows upwards in the projection, downwards in the image.
+    assert_eq!(img.get_pixel(10, 10).0, rgb(theme.label_color(0)));
+    assert_eq!(img.get_pixel(90, 90).0, [0, 0, 0], "item 1 is not shown");
+    assert_eq!(img.get_pixel(50, 50).0, [255, 255, 255], "the selected item");
+    let lit = img.pixels().filter(|p| p.0 != [0, 0, 0]).count();
+    assert!(lit < 200, "two points and one marker, nothing else: {lit} pixels");
 }

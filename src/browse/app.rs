@@ -14,7 +14,7 @@ use super::action::Action;
 use super::data::{self, Data, NO_LABEL};
 use super::event::Event;
 use super::keys;
-use super::preview::{Graphics, Picture, Rendered, Request, Want, Worker};
+use super::preview::{Graphics, Picture, Plotted, Plotter, Rendered, Request, Want, Worker};
 use super::theme::Theme;
 use super::widgets::{inspector, scatter};
 use crate::store::{Item, Result, Store, Tag, TagKind};
@@ -256,8 +256,8 @@ pub struct App {
     pub sort: SortKey,
     pub desc: bool,
     pub filter: Filter,
-    /// Shown item ids, in order.
-    pub view: Vec<u32>,
+    /// Shown item ids, in order (shared with the pixel scatter's worker).
+    pub view: Arc<Vec<u32>>,
     pub cursor: usize,
     /// First shown row.
     pub top: usize,
@@ -277,6 +277,13 @@ pub struct App {
     pub picture_errors: HashMap<u32, String>,
     worker: Option<Worker>,
     last_request: Option<Request>,
+    /// Pixel scatters by space, on pixel terminals; the braille raster shows until one for the current
+    /// raster arrives.
+    pub plots: HashMap<usize, (scatter::PlotKey, Picture)>,
+    plotter: Option<Plotter>,
+    last_plot: Vec<scatter::PlotKey>,
+    /// Bumped whenever the rasters are rebuilt: a pixel scatter of an older raster is not shown.
+    raster_gen: u64,
     /// Bumped whenever the set of shown items changes (not its order): the scatter depends on it.
     filter_gen: u64,
     raster_key: Option<RasterKey>,
@@ -353,6 +360,7 @@ impl App {
         {
             message = Some(format!("no space named {name}; showing the first one"));
         }
+        let plotter = Plotter::spawn(graphics, tx.clone());
         let worker = Worker::spawn(store.clone(), graphics, tx);
         let mut app = App {
             store,
@@ -365,7 +373,7 @@ impl App {
             sort: SortKey::Outlier,
             desc: false,
             filter: Filter::default(),
-            view: Vec::new(),
+            view: Arc::default(),
             cursor: 0,
             top: 0,
             marks: HashSet::new(),
@@ -382,6 +390,10 @@ impl App {
             picture_errors: HashMap::new(),
             worker,
             last_request: None,
+            plots: HashMap::new(),
+            plotter,
+            last_plot: Vec::new(),
+            raster_gen: 0,
             filter_gen: 0,
             raster_key: None,
         };
@@ -421,6 +433,7 @@ impl App {
             Event::Term(crossterm::event::Event::Mouse(m)) => self.mouse(m),
             Event::Term(_) | Event::Tick => false,
             Event::Preview(r) => self.picture_ready(r),
+            Event::Plot(p) => self.plot_ready(p),
         }
     }
 
@@ -464,6 +477,28 @@ impl App {
             }
         }
         true
+    }
+
+    fn plot_ready(&mut self, p: Plotted) -> bool {
+        if p.key.raster != self.raster_gen {
+            return false; // drawn for a raster that has since changed
+        }
+        match p.picture {
+            Ok(picture) => {
+                self.plots.insert(p.space, (p.key, picture));
+                true
+            }
+            // The braille raster stays; say why once.
+            Err(e) => {
+                self.message = Some(format!("pixel scatter: {e}"));
+                true
+            }
+        }
+    }
+
+    /// The pixel scatter to draw for a raster, if one of this raster has arrived.
+    pub fn plot_picture(&self, r: &scatter::Raster) -> Option<&Picture> {
+        self.plots.get(&r.space).filter(|(k, _)| k.raster == self.raster_gen).map(|(_, p)| p)
     }
 
     pub fn update(&mut self, action: Action) {
@@ -521,7 +556,7 @@ impl App {
             }
             Action::BulkTag(kind) => {
                 let targets: Vec<u32> = if self.marks.is_empty() {
-                    self.view.clone()
+                    self.view.to_vec()
                 } else {
                     let mut m: Vec<u32> = self.marks.iter().copied().collect();
                     m.sort_unstable();
@@ -888,7 +923,7 @@ impl App {
             SortKey::Outlier => floats(sp.and_then(|s| s.outlier.as_ref())),
             SortKey::NnDistance => floats(sp.and_then(|s| s.nn_distance.as_ref())),
             SortKey::LabelQuality => floats(any(|s| s.label_quality.as_ref())),
-            SortKey::Label => d.label.clone(),
+            SortKey::Label => d.label.to_vec(),
             SortKey::Pred => sp
                 .and_then(|s| s.pred.as_ref())
                 .or_else(|| d.spaces.iter().find_map(|s| s.pred.as_ref()))
@@ -924,7 +959,7 @@ impl App {
             };
             radix_sort_by_high_word(packed).into_iter().map(|p| p as u32).collect()
         };
-        self.view = view;
+        self.view = Arc::new(view);
         self.filter_gen += 1;
         self.cursor = keep.and_then(|id| self.view.iter().position(|&v| v == id)).unwrap_or(0);
         self.top = self.cursor.saturating_sub(table_rows(self.areas().table) / 2);
@@ -952,6 +987,7 @@ impl App {
         self.refresh_rows(h);
         self.refresh_inspect(&areas);
         self.refresh_rasters(&areas);
+        self.request_plots();
         // Each move reads a few records and column rows, and the kernel maps up to 64 kB around every page it
         // faults in: without this, scrolling through a million items would keep adding map pages to the
         // resident set. Dropping them costs microseconds; the next frame refaults the few it needs.
@@ -1022,6 +1058,7 @@ impl App {
             return;
         }
         self.raster_key = Some(key);
+        self.raster_gen += 1;
         let spaces: Vec<usize> =
             if self.scatter.side_by_side { (0..self.data.spaces.len().min(2)).collect() } else { vec![self.space] };
         self.rasters = spaces
@@ -1032,5 +1069,49 @@ impl App {
                 scatter::rasterize(&self.data, s, &self.view, &self.scatter, inner.width, inner.height)
             })
             .collect();
+    }
+
+    /// On pixel terminals, asks the plot worker for the scatter panels of the current rasters and selection
+    /// (once per change: the worker keeps only the newest request).
+    fn request_plots(&mut self) {
+        let Some(plotter) = &self.plotter else { return };
+        let keys: Vec<scatter::PlotKey> = self
+            .rasters
+            .iter()
+            .map(|_| scatter::PlotKey { raster: self.raster_gen, selection: self.selected() })
+            .collect();
+        if keys == self.last_plot {
+            return;
+        }
+        let (fw, fh) = plotter.font_size();
+        let all = self.view.len() == self.data.items as usize;
+        let jobs = self
+            .rasters
+            .iter()
+            .zip(&keys)
+            .filter_map(|(r, &key)| {
+                let (_, proj) = self.data.spaces.get(r.space)?.projection.as_ref()?;
+                let current = r.space == self.space;
+                Some(scatter::PlotJob {
+                    space: r.space,
+                    key,
+                    cells: (r.w, r.h),
+                    px: (u32::from(r.w) * u32::from(fw), u32::from(r.h) * u32::from(fh)),
+                    window: r.window,
+                    proj: proj.clone(),
+                    label: self.data.label.clone(),
+                    shown: (!all).then(|| self.view.clone()),
+                    outliers: r.outlier_ids.clone(),
+                    selected: if current { self.selected() } else { None },
+                    neighbours: match (&self.inspect, current) {
+                        (Some(i), true) => i.neighbours.iter().map(|n| n.0).collect(),
+                        _ => Vec::new(),
+                    },
+                    theme: self.theme,
+                })
+            })
+            .collect();
+        plotter.request(jobs);
+        self.last_plot = keys;
     }
 }

@@ -3,6 +3,7 @@
 //! visible rows, all at once only when a source filter needs it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::store::{Column, Result, RoTxn, Store, Tag, columns};
 
@@ -51,7 +52,8 @@ pub struct SpaceData {
     pub label_issue: Option<Bits>,
     pub near_duplicate: Option<Bits>,
     /// 2-D projection (x, y interleaved) and its name (umap, else pca).
-    pub projection: Option<(&'static str, Vec<f32>)>,
+    /// Shared with the pixel scatter's worker thread.
+    pub projection: Option<(&'static str, Arc<Vec<f32>>)>,
     /// Bounding box of the projection: x0, y0, x1, y1.
     pub bounds: [f32; 4],
     /// Outlier score at or below which an item counts as an outlier (the lowest 1%).
@@ -64,7 +66,8 @@ pub struct SpaceData {
 #[derive(Debug, Clone, Default)]
 pub struct Data {
     pub items: u32,
-    pub label: Vec<u32>,
+    /// Shared with the pixel scatter's worker thread.
+    pub label: Arc<Vec<u32>>,
     pub label_names: Vec<String>,
     pub spaces: Vec<SpaceData>,
     pub tags: HashMap<u32, Tag>,
@@ -126,7 +129,7 @@ impl Data {
         let tags = store.tags(&r)?.into_iter().collect();
         Ok(Data {
             items: n as u32,
-            label,
+            label: Arc::new(label),
             label_names,
             spaces,
             tags,
@@ -185,8 +188,8 @@ fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Res
     let col = |c: &str| store.column(r, name, c);
     let outlier = f32s(col(columns::OUTLIER_SCORE)?, n, 1);
     let projection = match f32s(col(columns::UMAP)?, n, 2) {
-        Some(p) => Some(("umap", p)),
-        None => f32s(col(columns::PCA)?, n, 2).map(|p| ("pca", p)),
+        Some(p) => Some(("umap", Arc::new(p))),
+        None => f32s(col(columns::PCA)?, n, 2).map(|p| ("pca", Arc::new(p))),
     };
     let mut bounds = [0.0, 0.0, 1.0, 1.0];
     if let Some((_, p)) = &projection

@@ -4,12 +4,13 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Duration;
 
-use super::preview::Rendered;
+use super::preview::{Plotted, Rendered};
 
 pub enum Event {
     Term(crossterm::event::Event),
     Tick,
     Preview(Rendered),
+    Plot(Plotted),
 }
 
 /// Reads terminal input on its own thread, sending a `Tick` whenever `tick` passes without input. Ends when

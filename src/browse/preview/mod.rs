@@ -5,6 +5,9 @@
 //! The worker holds one waiting request: a newer one replaces it, so holding `j` down over a thousand
 //! items encodes only the images of where the cursor stops. Results carry the selection they were made
 //! for; the app drops those that arrive after the selection moved on.
+//!
+//! On pixel terminals a second worker, the `Plotter`, draws the scatter panels as pictures the same way
+//! (one waiting request, newest wins), so a million-point plot never holds up a key.
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,6 +24,7 @@ use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
 
 use super::event::Event;
+use super::widgets::scatter::{self, PlotJob, PlotKey};
 use crate::store::Store;
 
 /// How images reach the terminal.
@@ -134,15 +138,43 @@ impl Widget for PictureView<'_> {
     }
 }
 
-#[derive(Default)]
-struct Slot {
-    waiting: Mutex<Option<Request>>,
+/// One waiting request for a worker thread; a newer one replaces it.
+struct Slot<T> {
+    waiting: Mutex<Option<T>>,
     wake: Condvar,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { waiting: Mutex::new(None), wake: Condvar::new() }
+    }
+}
+
+impl<T> Slot<T> {
+    fn put(&self, req: T) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(req);
+        self.wake.notify_one();
+    }
+
+    /// Blocks until there is a request.
+    fn take(&self) -> T {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = waiting.take() {
+                return r;
+            }
+            waiting = self.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn newer_waiting(&self) -> bool {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
 }
 
 /// The image worker: resize and encode off the UI thread.
 pub struct Worker {
-    slot: Arc<Slot>,
+    slot: Arc<Slot<Request>>,
 }
 
 impl Worker {
@@ -162,25 +194,16 @@ impl Worker {
 
     /// Replaces any request still waiting: only the newest selection matters.
     pub fn request(&self, req: Request) {
-        *self.slot.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(req);
-        self.slot.wake.notify_one();
+        self.slot.put(req);
     }
 }
 
-fn work(store: &Store, picker: &Picker, slot: &Slot, tx: &Sender<Event>) {
+fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, tx: &Sender<Event>) {
     loop {
-        let req = {
-            let mut waiting = slot.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(r) = waiting.take() {
-                    break r;
-                }
-                waiting = slot.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
-            }
-        };
+        let req = slot.take();
         for want in req.wants {
             // A newer selection makes the rest of this one pointless.
-            if slot.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            if slot.newer_waiting() {
                 break;
             }
             let picture = encode(store, picker, want);
@@ -202,5 +225,68 @@ pub fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, Str
     let filter = if img.width().max(img.height()) <= 64 { FilterType::Nearest } else { FilterType::Triangle };
     let size = Size::new(want.cells.0, want.cells.1);
     let protocol = picker.new_protocol(img, size, Resize::Scale(Some(filter))).map_err(|e| e.to_string())?;
+    Ok(Picture { protocol })
+}
+
+/// A scatter panel drawn as a picture.
+pub struct Plotted {
+    pub space: usize,
+    pub key: PlotKey,
+    pub picture: Result<Picture, String>,
+}
+
+/// The pixel scatter worker: draws and encodes the scatter panels off the UI thread.
+pub struct Plotter {
+    slot: Arc<Slot<Vec<PlotJob>>>,
+    font: (u16, u16),
+}
+
+impl Plotter {
+    /// Starts the worker for pixel protocols only: drawn as halfblocks a scatter is coarser than braille.
+    pub fn spawn(graphics: &Graphics, tx: Sender<Event>) -> Option<Plotter> {
+        let Graphics::Images(picker) = graphics.clone() else {
+            return None;
+        };
+        if !graphics.is_pixel_protocol() {
+            return None;
+        }
+        let font = picker.font_size();
+        let slot: Arc<Slot<Vec<PlotJob>>> = Arc::new(Slot::default());
+        let theirs = slot.clone();
+        thread::Builder::new()
+            .name("plot".into())
+            .spawn(move || {
+                loop {
+                    for job in theirs.take() {
+                        if theirs.newer_waiting() {
+                            break;
+                        }
+                        let picture = plot(&picker, &job);
+                        if tx.send(Event::Plot(Plotted { space: job.space, key: job.key, picture })).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("spawning the plot thread");
+        Some(Plotter { slot, font: (font.width.max(1), font.height.max(1)) })
+    }
+
+    /// Pixels per cell (width, height) of the terminal's font.
+    pub fn font_size(&self) -> (u16, u16) {
+        self.font
+    }
+
+    /// Replaces any jobs still waiting.
+    pub fn request(&self, jobs: Vec<PlotJob>) {
+        self.slot.put(jobs);
+    }
+}
+
+/// Draws and encodes one panel; the image is exactly the plot's cells in pixels, so nothing is rescaled.
+pub fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, String> {
+    let img = image::DynamicImage::ImageRgb8(scatter::plot_pixels(job));
+    let size = Size::new(job.cells.0, job.cells.1);
+    let protocol = picker.new_protocol(img, size, Resize::Fit(None)).map_err(|e| e.to_string())?;
     Ok(Picture { protocol })
 }

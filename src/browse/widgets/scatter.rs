@@ -1,15 +1,23 @@
 //! The 2-D projection as braille dots (2 x 4 per cell) coloured by label. Rasterising a million points
 //! takes milliseconds, so `update` does it only when the shown set, the space, zoom, pan or size change;
 //! drawing copies the raster and overlays the selected item and its neighbours.
+//!
+//! On a terminal with pixel graphics (sixel, kitty, iTerm2) the same panel is also drawn as a picture, one
+//! pixel per point (`plot_pixels`), by the preview module's plot worker; the braille raster shows until the
+//! first picture arrives.
+
+use std::sync::Arc;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Widget};
 
 use crate::browse::app::{App, ScatterView};
 use crate::browse::data::{Data, NO_LABEL};
+use crate::browse::preview::PictureView;
+use crate::browse::theme::Theme;
 
 /// The visible window of the projection, in projection coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -32,6 +40,8 @@ pub struct Raster {
     pub window: Window,
     pub projection: &'static str,
     pub points: usize,
+    /// Ids of the marked outliers (the pixel scatter marks the same ones).
+    pub outlier_ids: Vec<u32>,
 }
 
 /// Braille dot bit of sub-cell (column 0..2, row 0..4).
@@ -107,9 +117,109 @@ pub fn rasterize(data: &Data, space: usize, ids: &[u32], view: &ScatterView, w: 
         }
         worst.truncate(m);
         r.outliers =
-            worst.into_iter().filter_map(|id| cell(&r, proj[2 * id as usize], proj[2 * id as usize + 1])).collect();
+            worst.iter().filter_map(|&id| cell(&r, proj[2 * id as usize], proj[2 * id as usize + 1])).collect();
+        r.outlier_ids = worst;
     }
     r
+}
+
+/// Everything one panel's pixel scatter needs, shared or owned, so that a worker thread can draw it.
+#[derive(Debug, Clone)]
+pub struct PlotJob {
+    /// The space shown (one panel per space).
+    pub space: usize,
+    pub key: PlotKey,
+    /// Size of the plot in cells and in pixels (cells times the terminal's font size).
+    pub cells: (u16, u16),
+    pub px: (u32, u32),
+    pub window: Window,
+    pub proj: Arc<Vec<f32>>,
+    pub label: Arc<Vec<u32>>,
+    /// Shown items; None when every item is shown.
+    pub shown: Option<Arc<Vec<u32>>>,
+    pub outliers: Vec<u32>,
+    /// The selected item and its neighbours (drawn only in the current space's panel).
+    pub selected: Option<u32>,
+    pub neighbours: Vec<u32>,
+    pub theme: Theme,
+}
+
+/// What a pixel scatter was drawn for: the raster it matches (space, shown set, size, zoom, pan) and the
+/// selection it marks. A picture of the current raster with an older selection is still shown while the
+/// new one is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlotKey {
+    pub raster: u64,
+    pub selection: Option<u32>,
+}
+
+fn rgb(c: Color) -> [u8; 3] {
+    match c {
+        Color::Rgb(r, g, b) => [r, g, b],
+        _ => [200, 200, 200],
+    }
+}
+
+/// Draws the shown points of a projection into an RGB image: one pixel per point (2 x 2 when few enough to
+/// be lost otherwise) in its label's colour, marked outliers as red crosses, the neighbours as cyan squares
+/// and the selected item as a white diamond.
+pub fn plot_pixels(job: &PlotJob) -> image::RgbImage {
+    let (w, h) = job.px;
+    let mut img = image::RgbImage::new(w.max(1), h.max(1));
+    let win = &job.window;
+    let (sx, sy) = (w as f32 / (win.x1 - win.x0), h as f32 / (win.y1 - win.y0));
+    let at = |id: u32| -> Option<(i64, i64)> {
+        let i = id as usize;
+        let (x, y) = (*job.proj.get(2 * i)?, *job.proj.get(2 * i + 1)?);
+        let (px, py) = ((x - win.x0) * sx, (win.y1 - y) * sy);
+        (px >= 0.0 && py >= 0.0 && px < w as f32 && py < h as f32).then_some((px as i64, py as i64))
+    };
+    let mut put = |x: i64, y: i64, c: [u8; 3]| {
+        if x >= 0 && y >= 0 && x < i64::from(w) && y < i64::from(h) {
+            img.put_pixel(x as u32, y as u32, image::Rgb(c));
+        }
+    };
+    let count = job.shown.as_ref().map_or(job.proj.len() / 2, |s| s.len());
+    let dot = if count <= 50_000 { 2 } else { 1 };
+    let colour = |label: u32| if job.theme.color { rgb(job.theme.label_color(label)) } else { [210, 210, 210] };
+    let mut point = |id: u32| {
+        if let Some((x, y)) = at(id) {
+            let c = colour(job.label.get(id as usize).copied().unwrap_or(NO_LABEL));
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().take(dot * dot) {
+                put(x + dx, y + dy, c);
+            }
+        }
+    };
+    match &job.shown {
+        Some(ids) => ids.iter().for_each(|&id| point(id)),
+        None => (0..(job.proj.len() / 2) as u32).for_each(&mut point),
+    }
+    let red = if job.theme.color { [255, 80, 80] } else { [255, 255, 255] };
+    for &(x, y) in job.outliers.iter().filter_map(|&id| at(id)).collect::<Vec<_>>().iter() {
+        for d in -3..=3 {
+            put(x + d, y + d, red);
+            put(x + d, y - d, red);
+        }
+    }
+    let cyan = if job.theme.color { [120, 230, 255] } else { [255, 255, 255] };
+    for &(x, y) in job.neighbours.iter().filter_map(|&id| at(id)).collect::<Vec<_>>().iter() {
+        for d in -4..=4 {
+            for (a, b) in [(d, -4), (d, 4), (-4, d), (4, d), (d, -5), (d, 5), (-5, d), (5, d)] {
+                put(x + a, y + b, cyan);
+            }
+        }
+    }
+    if let Some((x, y)) = job.selected.and_then(at) {
+        for dy in -10i64..=10 {
+            for dx in -10i64..=10 {
+                let r = dx.abs() + dy.abs();
+                if r <= 10 {
+                    put(x + dx, y + dy, if r >= 8 { [0, 0, 0] } else { [255, 255, 255] });
+                }
+            }
+        }
+    }
+    img
 }
 
 pub struct Scatter<'a> {
@@ -135,6 +245,11 @@ impl Widget for Scatter<'_> {
         let plot = plot_area(area);
         if r.projection.is_empty() {
             buf.set_string(plot.x, plot.y, "no 2-D projection yet: run `torchlight analyze`", t.dim());
+            return;
+        }
+        if let Some(picture) = app.plot_picture(r) {
+            PictureView(picture).render(plot, buf);
+            legend(app, inner, buf);
             return;
         }
         for y in 0..r.h.min(plot.height) {
@@ -170,14 +285,19 @@ impl Widget for Scatter<'_> {
             }
             put(inspect.id, '◆', t.highlight());
         }
-        // Legend: one line of labels in their colours.
-        let mut spans = Vec::new();
-        for (i, n) in app.data.label_names.iter().enumerate() {
-            spans.push(Span::styled("■", t.label(i as u32)));
-            spans.push(Span::raw(format!("{n} ")));
-        }
-        spans.push(Span::styled("× ", t.outlier()));
-        spans.push(Span::raw("outlier "));
-        Line::from(spans).render(Rect { y: inner.bottom().saturating_sub(1), height: 1, ..inner }, buf);
+        legend(app, inner, buf);
     }
+}
+
+/// One line of labels in their colours, at the bottom of the panel.
+fn legend(app: &App, inner: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let mut spans = Vec::new();
+    for (i, n) in app.data.label_names.iter().enumerate() {
+        spans.push(Span::styled("■", t.label(i as u32)));
+        spans.push(Span::raw(format!("{n} ")));
+    }
+    spans.push(Span::styled("× ", t.outlier()));
+    spans.push(Span::raw("outlier "));
+    Line::from(spans).render(Rect { y: inner.bottom().saturating_sub(1), height: 1, ..inner }, buf);
 }
