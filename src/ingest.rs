@@ -270,31 +270,39 @@ impl ChunkJob {
     }
 }
 
-fn write_batch(store: &Store, wb: &WriteBatch) -> Result<()> {
+/// Writes consecutive chunks in one transaction, in order (a later chunk's cursors win).
+fn write_batches(store: &Store, group: &[WriteBatch]) -> Result<()> {
     let mut wtxn = store.write_txn()?;
-    for (id, item, thumb) in &wb.items {
-        store.put_item(&mut wtxn, *id, item)?;
-        store.put_thumbnail(&mut wtxn, *id, thumb)?;
-    }
-    for s in &wb.skipped {
-        store.push_skipped(&mut wtxn, s)?;
-    }
-    for (space, id, v) in &wb.embeddings {
-        store.put_embedding(&mut wtxn, *space, *id, v)?;
-    }
-    for (space, id, p) in &wb.probs {
-        store.put_probs(&mut wtxn, *space, *id, p)?;
-    }
-    for (name, v) in &wb.cursors {
-        store.put_cursor(&mut wtxn, name, *v)?;
-    }
-    if let Some(complete) = wb.complete
-        && let Some(mut d) = store.dataset(&wtxn)?
-    {
-        d.complete = complete;
-        store.put_dataset(&mut wtxn, &d)?;
+    for wb in group {
+        write_batch(store, &mut wtxn, wb)?;
     }
     store.commit(wtxn)?;
+    Ok(())
+}
+
+fn write_batch(store: &Store, wtxn: &mut crate::store::RwTxn<'_>, wb: &WriteBatch) -> Result<()> {
+    for (id, item, thumb) in &wb.items {
+        store.put_item(wtxn, *id, item)?;
+        store.put_thumbnail(wtxn, *id, thumb)?;
+    }
+    for s in &wb.skipped {
+        store.push_skipped(wtxn, s)?;
+    }
+    for (space, id, v) in &wb.embeddings {
+        store.put_embedding(wtxn, *space, *id, v)?;
+    }
+    for (space, id, p) in &wb.probs {
+        store.put_probs(wtxn, *space, *id, p)?;
+    }
+    for (name, v) in &wb.cursors {
+        store.put_cursor(wtxn, name, *v)?;
+    }
+    if let Some(complete) = wb.complete
+        && let Some(mut d) = store.dataset(wtxn)?
+    {
+        d.complete = complete;
+        store.put_dataset(wtxn, &d)?;
+    }
     Ok(())
 }
 
@@ -460,7 +468,7 @@ pub fn run(store: &Store, source: &dyn Source, mut models: Vec<SpaceModel>, opts
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(usize, Vec<Prepared>)>>();
         // One token per chunk in flight: the reader blocks when the coordinator is behind.
         let (tokens_tx, tokens_rx) = sync_channel::<()>(inflight);
-        let (write_tx, write_rx) = sync_channel::<WriteBatch>(2);
+        let (write_tx, write_rx) = sync_channel::<WriteBatch>(8);
 
         // Reader: cuts the source into chunks ending at multiples of the batch size, hands each to the pool.
         let pool = &pool;
@@ -513,10 +521,13 @@ pub fn run(store: &Store, source: &dyn Source, mut models: Vec<SpaceModel>, opts
             }
         });
 
-        // Writer: one transaction per chunk, cursors included.
+        // Writer: one transaction per chunk, cursors included; chunks that queued up while it committed (the
+        // model ran ahead of the disk's syncs) go into one transaction together: fewer syncs, same resume points.
         let writer = scope.spawn(move || -> Result<()> {
-            for wb in write_rx {
-                write_batch(store, &wb)?;
+            while let Ok(first) = write_rx.recv() {
+                let mut group = vec![first];
+                group.extend(write_rx.try_iter());
+                write_batches(store, &group)?;
             }
             Ok(())
         });
