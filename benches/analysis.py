@@ -3,7 +3,9 @@ and Annoy (100 trees, build + query of every item), and torchlight's UMAP (exact
 `analyze` runs it) against umap-learn (n_neighbors 15, min_dist 0.1, cosine; numba compilation excluded by a
 warm-up run), with the trustworthiness (k = 10, cosine) of both layouts; Fashion-MNIST raw pixels, same run.
 
-    /work/pyref/bin/python benches/analysis.py [--no-umap] [N ...]   (default N = 10000; 70000 = all of Fashion-MNIST)
+    /work/pyref/bin/python benches/analysis.py [--no-umap] [--features X.npy] [N ...]
+        (default N = 10000; 70000 = all of Fashion-MNIST; --features: the first N rows of a float matrix, e.g.
+         model embeddings from `torchlight export --embeddings SPACE -o X.npy`, instead of the pixels)
 
 Needs cleanlab, annoy, umap-learn, scikit-learn, numpy (the team's /work/pyref) and Fashion-MNIST under
 /usr/share/datasets/fashion-mnist.
@@ -37,9 +39,17 @@ def torchlight(n, out, layout=None):
 
 
 def main():
-    with_umap = "--no-umap" not in sys.argv
-    sizes = [int(a) for a in sys.argv[1:] if a != "--no-umap"] or [10000]
-    x_all = np.concatenate([images("t10k"), images("train")]).astype(np.float32)
+    args = sys.argv[1:]
+    with_umap = "--no-umap" not in args
+    features = args[args.index("--features") + 1] if "--features" in args else None
+    sizes = [int(a) for a in args if a.isdigit()] or [10000]
+    if features:
+        x_all = np.load(features).astype(np.float32)
+        os.environ["BENCH_FEATURES"] = os.path.abspath(features)
+        what = f"{os.path.basename(features)} ({x_all.shape[1]}-d)"
+    else:
+        x_all = np.concatenate([images("t10k"), images("train")]).astype(np.float32)
+        what = "Fashion-MNIST raw pixels"
     from annoy import AnnoyIndex
     from cleanlab.outlier import OutOfDistribution
 
@@ -57,7 +67,7 @@ def main():
         t_cleanlab = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        index = AnnoyIndex(784, "angular")
+        index = AnnoyIndex(x.shape[1], "angular")
         for i, row in enumerate(x):
             index.add_item(i, row)
         index.build(100)
@@ -70,7 +80,7 @@ def main():
         diff = float(np.abs(ours - ref).max())
         same_top = bool((np.argsort(ours, kind="stable")[:20] == np.argsort(ref, kind="stable")[:20]).all())
         t = tl["knn_outlier_s"]
-        print(f"Fashion-MNIST {n} x 784 raw pixels, {tl['threads']} threads, torchlight on {tl['device']}")
+        print(f"{what}: {n} x {x.shape[1]}, {tl['threads']} threads, torchlight on {tl['device']}")
         print(f"  torchlight exact kNN + outlier scores: {t:.2f} s (kNN {tl['knn_s']:.2f} s)")
         print(f"  cleanlab OutOfDistribution.fit_score:  {t_cleanlab:.2f} s  -> {t_cleanlab / t:.1f}x")
         print(f"  Annoy 100 trees build + query all:     {t_build:.2f} + {t_query:.2f} s  -> {(t_build + t_query) / t:.1f}x")

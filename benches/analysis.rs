@@ -4,6 +4,7 @@
 //! so the script can check them against cleanlab's (and umap-learn's quality) in the same run.
 //!
 //! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda] [LAYOUT.npy]
+//! With BENCH_FEATURES=X.npy the first N rows of that float matrix (model embeddings) replace the pixels.
 
 use std::io::Read;
 use std::time::Instant;
@@ -24,13 +25,21 @@ fn main() {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let out = args.get(1).cloned().unwrap_or_else(|| "/tmp/torchlight_scores.npy".into());
     let device = torchlight::runtime::parse_device(args.get(2).map_or("cpu", String::as_str)).unwrap();
-    let dir = "/usr/share/datasets/fashion-mnist";
-    let mut pixels = idx_images(&format!("{dir}/t10k-images-idx3-ubyte.gz"));
-    if n > 10_000 {
-        pixels.extend(idx_images(&format!("{dir}/train-images-idx3-ubyte.gz")));
-    }
-    let d = 784;
-    let x: Vec<f32> = pixels[..n * d].iter().map(|&p| f32::from(p)).collect();
+    let (x, d) = match std::env::var("BENCH_FEATURES") {
+        Ok(path) => {
+            let a = torchlight::npy::read(std::fs::File::open(&path).expect("BENCH_FEATURES file")).unwrap();
+            let d = a.shape[1];
+            (a.to_f32()[..n * d].to_vec(), d)
+        }
+        Err(_) => {
+            let dir = "/usr/share/datasets/fashion-mnist";
+            let mut pixels = idx_images(&format!("{dir}/t10k-images-idx3-ubyte.gz"));
+            if n > 10_000 {
+                pixels.extend(idx_images(&format!("{dir}/train-images-idx3-ubyte.gz")));
+            }
+            (pixels[..n * 784].iter().map(|&p| f32::from(p)).collect::<Vec<f32>>(), 784)
+        }
+    };
     let t0 = Instant::now();
     let knn = knn::exact_knn(&x, n, d, &KnnOptions::new(10, Metric::Cosine, device), &Hooks::none()).unwrap();
     let t_knn = t0.elapsed().as_secs_f64();
