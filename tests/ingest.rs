@@ -357,6 +357,13 @@ fn precomputed_embeddings_per_item_or_per_record() {
     let err = ingest::import_embeddings(&store, src.as_ref(), "short", &short, None).err().unwrap().to_string();
     assert!(err.contains("short.npy") && err.contains("needs 324"), "{err}");
     assert!(store.space(&store.read_txn().unwrap(), "short").unwrap().is_none(), "nothing written");
+    // A FIFO named like an embeddings file is refused without blocking on it.
+    let fifo = tmp.path().join("fifo.npy");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    let err = ingest::import_embeddings(&store, src.as_ref(), "fifo", &fifo, None).err().unwrap().to_string();
+    assert!(err.contains("fifo.npy") && err.contains("FIFO"), "{err}");
     // Another file under an existing name is refused.
     let err = ingest::import_embeddings(&store, src.as_ref(), "mine", &per_record, None).err().unwrap().to_string();
     assert!(err.contains("space mine"), "{err}");

@@ -460,6 +460,13 @@ fn fuzz_findings_are_errors_not_panics() {
         torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("negative_offset.parquet"), "{out}");
+    // source_parquet: a dictionary page whose header claims billions of values (the parquet crate allocated 25 GB
+    // for it and aborted).
+    let bad = fixtures().join("huge_dictionary.parquet");
+    let (code, out) =
+        torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("huge_dictionary.parquet") && out.contains("dictionary claims"), "{out}");
 
     // source_idx: zero images of 65536 x 65536 (the row stride overflowed u32; a panic only where overflow
     // checks are on, as in the fuzz build).

@@ -43,8 +43,8 @@ impl Rows {
         if ext != "npy" {
             return Ok(Rows::Loaded { matrix: read(path, column)?, next: 0 });
         }
-        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-        let file_len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+        let (file, meta) = super::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+        let file_len = meta.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let (header, data_start) = npy::read_header(&mut reader).map_err(|e| e.to_string())?;
         if header.fortran_order {
@@ -125,7 +125,7 @@ fn is_list(field: &Type) -> bool {
 }
 
 pub fn read_parquet(path: &Path, column: Option<&str>) -> Result<Matrix, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let (file, _) = super::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
     let root = reader.metadata().file_metadata().schema_descr().root_schema().clone();
     let lists: Vec<_> = root.get_fields().iter().filter(|f| is_list(f)).cloned().collect();

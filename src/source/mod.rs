@@ -238,7 +238,7 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 
 /// `content_hash` of a file's bytes, read in pieces (embedding files run to gigabytes).
 pub fn content_hash_file(path: &Path) -> std::io::Result<u64> {
-    let mut file = std::fs::File::open(path)?;
+    let (mut file, _) = open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
