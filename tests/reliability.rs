@@ -467,6 +467,14 @@ fn fuzz_findings_are_errors_not_panics() {
         torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("huge_dictionary.parquet") && out.contains("dictionary claims"), "{out}");
+    // source_parquet: dictionary-encoded data without a dictionary page (the parquet crate panics on it): an error
+    // naming the file, and no crash report.
+    let bad = fixtures().join("dict_page_missing.parquet");
+    let (code, out) =
+        torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("dict_page_missing.parquet") && out.contains("the file is corrupt"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
 
     // source_idx: zero images of 65536 x 65536 (the row stride overflowed u32; a panic only where overflow
     // checks are on, as in the fuzz build).

@@ -21,6 +21,11 @@ fn dir() -> &'static PathBuf {
 /// Writes `files` (name, bytes) into a fresh dataset directory and reads it as `format`; `open` names the
 /// path handed to the reader ("" for the directory itself). Errors are expected; panics are the bugs.
 pub fn read_dataset(format: Format, files: &[(&str, &[u8])], open: &str) {
+    // torchlight turns a dependency's panic on a corrupt file into an error (catch_unwind at the reader's
+    // boundary); libfuzzer-sys's hook would abort before that. With the default hook back, a panic that escapes
+    // torchlight still ends the process: it cannot unwind out of libFuzzer's extern "C" callback.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| drop(std::panic::take_hook()));
     let root = dir().join("ds");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();

@@ -36,7 +36,23 @@ fn perr(path: &Path) -> impl FnOnce(::parquet::errors::ParquetError) -> SourceEr
     move |source| SourceError::Parquet { path: path.to_path_buf(), source }
 }
 
+/// The parquet crate panics (asserts, `expect`s) on some corrupt files instead of returning an error. At this
+/// boundary such a panic becomes an error naming the file, so a corrupt file fails its own read, not the process.
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    crate::errors::contained(f).unwrap_or_else(|what| {
+        Err(SourceError::Invalid {
+            path: path.to_path_buf(),
+            format: "parquet",
+            why: format!("the parquet reader failed on it ({what}): the file is corrupt"),
+        })
+    })
+}
+
 fn open_reader(path: &Path) -> Result<SerializedFileReader<File>> {
+    guard(path, || open_reader_unguarded(path))
+}
+
+fn open_reader_unguarded(path: &Path) -> Result<SerializedFileReader<File>> {
     let (file, _) = super::open_regular(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
     let reader = SerializedFileReader::new(file).map_err(perr(path))?;
     // The parquet crate asserts (panics) on a negative column chunk offset or size when it reads rows; a corrupt
@@ -336,11 +352,15 @@ impl Source for ParquetSource {
             let projection = self.projection.clone();
             let path = part.path.clone();
             let mut rows: Option<RowIter<'static>> = None;
+            let mut failed = false;
             let mut index = first_row;
             iters.push(Box::new(
                 std::iter::from_fn(move || {
+                    if failed {
+                        return None;
+                    }
                     if rows.is_none() {
-                        let opened = (|| -> Result<RowIter<'static>> {
+                        let opened = guard(&path, || -> Result<RowIter<'static>> {
                             let (file, _) = super::open_regular(&path)
                                 .map_err(SourceError::io(format!("opening {}", path.display())))?;
                             let options = ReadOptionsBuilder::new()
@@ -356,13 +376,23 @@ impl Source for ParquetSource {
                                 }
                             }
                             Ok(it)
-                        })();
+                        });
                         match opened {
                             Ok(it) => rows = Some(it),
-                            Err(e) => return Some(Err(e)),
+                            Err(e) => {
+                                failed = true;
+                                return Some(Err(e));
+                            }
                         }
                     }
-                    let row = rows.as_mut().unwrap().next()?;
+                    let it = rows.as_mut().expect("opened above");
+                    let row = match guard(&path, || Ok(it.next())) {
+                        Ok(row) => row?,
+                        Err(e) => {
+                            failed = true;
+                            return Some(Err(e));
+                        }
+                    };
                     let i = index;
                     index += 1;
                     Some(row.map(|r| (i, r)).map_err(perr(&path)))
