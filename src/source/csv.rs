@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Fingerprint, Format, OpenOptions, Payload, Record, RecordIter, Result, Source, SourceError, SourceInfo};
+use super::{Fingerprint, Format, OpenOptions, RecordIter, Result, Source, SourceError, SourceInfo};
 
 const IMAGE_COLUMNS: [&str; 7] = ["path", "image", "image_path", "file", "filename", "filepath", "file_name"];
 const LABEL_COLUMNS: [&str; 5] = ["label", "labels", "class", "target", "category"];
@@ -99,12 +99,6 @@ impl Source for CsvSource {
     }
 
     fn records(&self, start: usize) -> Result<RecordIter<'_>> {
-        Ok(Box::new(self.rows.iter().skip(start).map(|(path, label)| {
-            Ok(Record {
-                source: path.to_string_lossy().into_owned(),
-                label: *label,
-                payload: Payload::File(path.clone()),
-            })
-        })))
+        Ok(super::file_records(&self.rows, start))
     }
 }

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    Fingerprint, Format, Payload, Record, RecordIter, Result, Source, SourceError, SourceInfo, is_image_file, list_dir,
-    relative_name,
+    Fingerprint, Format, RecordIter, Result, Source, SourceError, SourceInfo, is_image_file, list_dir, relative_name,
 };
 
 pub struct FolderSource {
@@ -72,12 +71,6 @@ impl Source for FolderSource {
     }
 
     fn records(&self, start: usize) -> Result<RecordIter<'_>> {
-        Ok(Box::new(self.files.iter().skip(start).map(|(path, label)| {
-            Ok(Record {
-                source: path.to_string_lossy().into_owned(),
-                label: *label,
-                payload: Payload::File(path.clone()),
-            })
-        })))
+        Ok(super::file_records(&self.files, start))
     }
 }

@@ -265,6 +265,13 @@ pub struct SourceInfo {
 
 pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<Record>> + Send + 'a>;
 
+/// Records of image files listed with their labels (image folders, CSV manifests), from position `start` on.
+fn file_records(files: &[(PathBuf, Option<u32>)], start: usize) -> RecordIter<'_> {
+    Box::new(files.iter().skip(start).map(|(path, label)| {
+        Ok(Record { source: path.to_string_lossy().into_owned(), label: *label, payload: Payload::File(path.clone()) })
+    }))
+}
+
 /// A dataset: a fixed, deterministic sequence of records.
 pub trait Source: Send + Sync {
     fn info(&self) -> &SourceInfo;
