@@ -71,11 +71,12 @@ pub fn default_store_dir() -> Result<PathBuf> {
 
 pub fn main() -> Result<()> {
     crate::errors::install()?;
-    crate::runtime::init();
     let cli = Cli::parse();
+    // Before runtime::init: a restarted process would load the CUDA libraries a second time.
     if matches!(cli.command, Command::Ingest(_) | Command::Analyze(_) | Command::Demo(_)) {
         crate::runtime::ensure_passive_openmp();
     }
+    crate::runtime::init();
     match cli.command {
         Command::Ingest(args) => ingest::run(*args),
         Command::Analyze(args) => analyze::run(args),
