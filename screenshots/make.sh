@@ -4,7 +4,7 @@
 #
 #   screenshots/make.sh [STORE_DIR] [OUT_DIR]
 #
-# STORE_DIR: the store to browse; without one a synthetic store is generated in /tmp (src/synth.rs).
+# STORE_DIR: the store to browse; without one a synthetic store is generated in /tmp (core/src/synth.rs).
 # OUT_DIR:   where the PNGs go (default screenshots/).
 # Needs: apt-get install xvfb xterm imagemagick x11-utils xdotool fonts-dejavu-core
 # The binary: $TORCHLIGHT_BIN, else $CARGO_TARGET_DIR/release/torchlight (built when missing).

@@ -3,19 +3,17 @@
 //!
 //! Pipeline: `source` -> `preprocess` -> `model` -> `store` -> `analysis` -> `browse` / `export`.
 
+// The libtorch-free half lives in core/ (package torchlight-core) so the `torchlight` binary never loads
+// libtorch; re-exported here so the pipeline reads as one crate.
+pub use torchlight_core::{browse, errors, export, npy, store, synth};
+
 pub mod analysis;
-pub mod browse;
 pub mod cli;
 pub mod demo;
-pub mod errors;
-pub mod export;
 pub mod hub;
 pub mod ingest;
 pub mod model;
-pub mod npy;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
 pub mod source;
-pub mod store;
-pub mod synth;

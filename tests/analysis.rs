@@ -271,7 +271,8 @@ fn analyze_command_prints_a_summary_and_refuses_a_second_writer() {
     let dir = tempfile::tempdir().unwrap();
     let dg = data("digits");
     let store = store_with(dir.path(), &dg, None, None);
-    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let bin_path = common::bin::torchlight();
+    let bin = bin_path.to_str().expect("a UTF-8 path");
     let out = std::process::Command::new(bin)
         .args(["analyze", "--no-umap", "--device", "cpu", "--store"])
         .arg(dir.path())

@@ -20,7 +20,8 @@ fn first_space_argmin(store: &Store) -> u32 {
 }
 
 fn start_browse(tmux: &Tmux, store_dir: &Path) {
-    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let bin_path = common::bin::torchlight();
+    let bin = bin_path.to_str().expect("a UTF-8 path");
     let cmd = format!(
         "env -u TERM_PROGRAM TERM=xterm-256color {bin} browse --store {} --graphics halfblocks",
         store_dir.display()
@@ -94,7 +95,8 @@ fn tmux_real_digits_ingest_browse_tag_and_export() {
         eprintln!("NOTICE: tmux is not installed; skipping the end-to-end browse test (apt-get install tmux)");
         return;
     }
-    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let bin_path = common::bin::torchlight();
+    let bin = bin_path.to_str().expect("a UTF-8 path");
     let dir = tempfile::tempdir().unwrap();
     let files = torchlight::demo::materialize(&dir.path().join("assets")).unwrap();
     let store_dir = dir.path().join("store");

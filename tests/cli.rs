@@ -1,9 +1,11 @@
 //! The binary: every subcommand has real help, info reports libtorch and stores, unfinished work says so.
 
+mod common;
+
 use std::process::Command;
 
 fn torchlight() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_torchlight"))
+    Command::new(common::bin::torchlight())
 }
 
 #[test]

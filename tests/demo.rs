@@ -2,6 +2,8 @@
 //! classifies them, and EfficientNet-Lite0 recognises a real photograph. Expected values come from
 //! src/demo/assets/make_assets.py (tests/fixtures/demo/expected.json); nothing here needs Python or a network.
 
+mod common;
+
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -269,7 +271,7 @@ fn summary_ranks_outliers_and_compares_the_spaces() {
 fn demo_no_browse_end_to_end_and_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_torchlight"))
+        std::process::Command::new(common::bin::torchlight())
             .args(["demo", "--no-browse", "--limit", "40", "--device", "cpu", "--top", "3", "--store"])
             .arg(tmp.path().join("store"))
             .arg("--assets-dir")

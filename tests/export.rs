@@ -227,7 +227,8 @@ fn parquet_round_trips_with_spotlight_columns() {
 fn export_command_writes_files() {
     let dir = tempfile::tempdir().unwrap();
     let _ = analysed_store(dir.path());
-    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let bin_path = common::bin::torchlight();
+    let bin = bin_path.to_str().expect("a UTF-8 path");
     let out = dir.path().join("scores.parquet");
     let run = std::process::Command::new(bin)
         .args(["export", "--store"])

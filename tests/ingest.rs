@@ -389,7 +389,7 @@ fn idx_dataset(dir: &Path, n: usize) {
 }
 
 fn cli(args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_torchlight"));
+    let mut cmd = std::process::Command::new(common::bin::torchlight());
     cmd.args(args).env_remove("TORCHLIGHT_STORE");
     cmd
 }

@@ -29,7 +29,8 @@ fn kill_9_right_after_tagging_keeps_the_tags() {
     let store_dir = dir.path().join("store");
     drop(synth::generate(&store_dir, &SynthParams { items: 300, ..SynthParams::default() }).unwrap());
 
-    let bin = env!("CARGO_BIN_EXE_torchlight");
+    let bin_path = common::bin::torchlight();
+    let bin = bin_path.to_str().expect("a UTF-8 path");
     let tmux = Tmux { socket: format!("torchlight-reliability-{}", std::process::id()) };
     let cmd = format!(
         "env -u TERM_PROGRAM TERM=xterm-256color {bin} browse --store {} --graphics halfblocks",
@@ -332,7 +333,7 @@ fn generate_scale_store() {
 }
 
 fn torchlight(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_torchlight")).args(args).output().unwrap();
+    let out = Command::new(common::bin::torchlight()).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
@@ -503,7 +504,7 @@ fn fuzz_findings_are_errors_not_panics() {
 fn torchlight_bounded(args: &[&str], deadline: Duration) -> (i32, String, i64) {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_torchlight"))
+    let mut child = Command::new(common::bin::torchlight())
         .args(args)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())

@@ -2,6 +2,8 @@
 //! (inotify watches the file), and the Hugging Face hub is contacted only for a hub id and never with
 //! HF_HUB_OFFLINE=1 (HF_ENDPOINT points at a local listener that counts connections).
 
+mod common;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ fn digits() -> String {
 
 /// `torchlight ingest DIGITS --store STORE --limit 10 EXTRA...` with a clean hub environment plus `env`.
 fn ingest(store: &Path, hf_home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_torchlight"));
+    let mut cmd = Command::new(common::bin::torchlight());
     cmd.args(["ingest", &digits(), "--store", store.to_str().unwrap(), "--limit", "10", "--device", "cpu"])
         .args(extra)
         .env_remove("TORCHLIGHT_STORE")
@@ -193,7 +195,7 @@ fn the_hub_is_contacted_only_for_a_hub_id_and_never_offline() {
     assert!(msg.contains("tiny-org/not-cached") && msg.contains("HF_HUB_OFFLINE"), "{msg}");
     assert!(msg.contains(hf_home.to_str().unwrap()), "the cache is not named: {msg}");
     // Offline, a dataset that is not in the cache: the same.
-    let out = Command::new(env!("CARGO_BIN_EXE_torchlight"))
+    let out = Command::new(common::bin::torchlight())
         .args(["ingest", "hf:tiny-org/no-such-dataset", "--store", store.to_str().unwrap()])
         .env("HF_HOME", &hf_home)
         .env("HF_ENDPOINT", &listener.addr)

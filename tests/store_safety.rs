@@ -1,6 +1,8 @@
 //! Store safety on hostile file systems: a full disk and a read-only mount. Both need a private tmpfs, so
 //! they run as root (CI does) and say they skipped otherwise.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -116,7 +118,7 @@ fn read_only_mount_opens_for_reading_and_refuses_writes_clearly() {
     assert!(err.to_string().contains("read-only"), "{err}");
     assert!(matches!(store.lock_writer("ingest").unwrap_err(), StoreError::ReadOnly(_)));
     // info works on it too.
-    let out = Command::new(env!("CARGO_BIN_EXE_torchlight")).args(["info", "--store"]).arg(&dir).output().unwrap();
+    let out = Command::new(common::bin::torchlight()).args(["info", "--store"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("items 10"));
 }

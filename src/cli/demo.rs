@@ -1,32 +1,11 @@
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser};
+use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-use super::{Cli, Command, StoreArg};
+use super::{Cli, Command, DemoArgs};
 use crate::demo::{self, DemoFiles, summary};
 use crate::store::{Store, columns};
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
-    pub store: StoreArg,
-    /// Stop after printing a summary of the top outliers per space instead of opening the browser.
-    #[arg(long)]
-    pub no_browse: bool,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Outliers listed per space with --no-browse.
-    #[arg(long, default_value_t = 10)]
-    pub top: usize,
-    /// Only the first N digits (classes are interleaved, so every class is in); for quick checks and tests.
-    #[arg(long, value_name = "N", hide = true)]
-    pub limit: Option<usize>,
-    /// Where the embedded dataset and models are written (default: the platform cache dir's torchlight/demo).
-    #[arg(long, value_name = "DIR", hide = true)]
-    pub assets_dir: Option<PathBuf>,
-}
 
 /// The demo store: the platform data dir's torchlight/stores/demo (demo-N for --limit N, so a quick run never
 /// clobbers the full one).

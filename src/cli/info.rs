@@ -1,14 +1,7 @@
-use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use super::StoreArg;
+use super::InfoArgs;
 use crate::store::Store;
-
-#[derive(Debug, Args)]
-pub struct InfoArgs {
-    #[command(flatten)]
-    pub store: StoreArg,
-}
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let d = crate::runtime::devices();
