@@ -476,6 +476,13 @@ fn fuzz_findings_are_errors_not_panics() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("dict_page_missing.parquet") && out.contains("the file is corrupt"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
+    // source_parquet: a 3.5 KB file whose corrupt page headers made the crate read millions of them, a read syscall
+    // each (27 s); now read from memory, and still an error naming the file.
+    let bad = fixtures().join("corrupt_page_headers.parquet");
+    let (code, out) =
+        torchlight(&["ingest", bad.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "parquet"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("corrupt_page_headers.parquet"), "{out}");
 
     // source_idx: zero images of 65536 x 65536 (the row stride overflowed u32; a panic only where overflow
     // checks are on, as in the fuzz build).

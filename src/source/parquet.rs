@@ -7,9 +7,10 @@
 //! columns are projected, and reading from a position opens only the row groups from there on.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ::parquet::file::reader::{FileReader, SerializedFileReader};
+use ::parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReader};
 use ::parquet::file::serialized_reader::ReadOptionsBuilder;
 use ::parquet::record::{Field, Row, reader::RowIter};
 use ::parquet::schema::types::Type;
@@ -48,13 +49,61 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn open_reader(path: &Path) -> Result<SerializedFileReader<File>> {
+/// Files up to this size are read into memory when opened.
+const IN_MEMORY: u64 = 64 << 20;
+
+/// A parquet file, read from memory when small. The parquet crate reads every page header through a fresh
+/// reader, so from a `File` each header costs a read syscall; a corrupt 3.5 KB file (fuzz/source_parquet) made
+/// it read millions of headers, 27 s of syscalls before its error. From memory that is plain parsing.
+enum Input {
+    Memory(bytes::Bytes),
+    File(File),
+}
+
+impl Length for Input {
+    fn len(&self) -> u64 {
+        match self {
+            Input::Memory(b) => b.len() as u64,
+            Input::File(f) => f.len(),
+        }
+    }
+}
+
+impl ChunkReader for Input {
+    type T = Box<dyn Read + Send>;
+
+    fn get_read(&self, start: u64) -> ::parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Input::Memory(b) => Box::new(b.get_read(start)?),
+            Input::File(f) => Box::new(f.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ::parquet::errors::Result<bytes::Bytes> {
+        match self {
+            Input::Memory(b) => b.get_bytes(start, length),
+            Input::File(f) => f.get_bytes(start, length),
+        }
+    }
+}
+
+fn open_input(path: &Path) -> Result<Input> {
+    let io = |what: &str| SourceError::io(format!("{what} {}", path.display()));
+    let (mut file, meta) = super::open_regular(path).map_err(io("opening"))?;
+    if meta.len() > IN_MEMORY {
+        return Ok(Input::File(file));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut buf).map_err(io("reading"))?;
+    Ok(Input::Memory(buf.into()))
+}
+
+fn open_reader(path: &Path) -> Result<SerializedFileReader<Input>> {
     guard(path, || open_reader_unguarded(path))
 }
 
-fn open_reader_unguarded(path: &Path) -> Result<SerializedFileReader<File>> {
-    let (file, _) = super::open_regular(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
-    let reader = SerializedFileReader::new(file).map_err(perr(path))?;
+fn open_reader_unguarded(path: &Path) -> Result<SerializedFileReader<Input>> {
+    let reader = SerializedFileReader::new(open_input(path)?).map_err(perr(path))?;
     // The parquet crate asserts (panics) on a negative column chunk offset or size when it reads rows; a corrupt
     // file must be refused here instead (found by fuzz/source_parquet).
     for rg in reader.metadata().row_groups() {
@@ -69,19 +118,24 @@ fn open_reader_unguarded(path: &Path) -> Result<SerializedFileReader<File>> {
             }
         }
     }
-    check_dictionaries(&reader, path)?;
     Ok(reader)
 }
 
 /// The parquet crate sizes a dictionary from its page header's value count before decoding it, so a corrupt count
 /// (found by fuzz/source_parquet: 25 GB asked for) aborts the process. A plain dictionary's values each take at
 /// least a known number of bytes, so the count is checked against the page's actual (decompressed) bytes first.
-fn check_dictionaries(reader: &SerializedFileReader<File>, path: &Path) -> Result<()> {
+/// Only the columns under `top_level` are checked: the projected image and label columns, nothing else is decoded.
+fn check_dictionaries<R: ChunkReader + 'static>(
+    reader: &SerializedFileReader<R>,
+    path: &Path,
+    top_level: &[&str],
+) -> Result<()> {
     use ::parquet::basic::Type as Physical;
     use ::parquet::column::page::Page;
     for (g, rg) in reader.metadata().row_groups().iter().enumerate() {
         for (c, chunk) in rg.columns().iter().enumerate() {
-            if chunk.dictionary_page_offset().is_none() {
+            let projected = chunk.column_path().parts().first().is_some_and(|p| top_level.contains(&p.as_str()));
+            if !projected || chunk.dictionary_page_offset().is_none() {
                 continue;
             }
             let row_group = reader.get_row_group(g).map_err(perr(path))?;
@@ -248,6 +302,9 @@ impl ParquetSource {
         let image_column = image_field.name().to_string();
         let label_column = label_field.as_ref().map(|f| f.name().to_string());
         let label_names = label_column.as_deref().map(|c| hf_class_names(&hf_meta, c)).unwrap_or_default();
+        // Here for the first file, so a corrupt dictionary fails the open; `records` checks every file it reads.
+        let top_level: Vec<&str> = std::iter::once(image_column.as_str()).chain(label_column.as_deref()).collect();
+        guard(first, || check_dictionaries(&reader, first, &top_level))?;
 
         let mut fp = Fingerprint::new(Format::Parquet);
         fp.add_str(&image_column);
@@ -350,6 +407,7 @@ impl Source for ParquetSource {
             let (offset, first_row) = (skip - group_start, skip);
             skip = 0;
             let projection = self.projection.clone();
+            let columns: Vec<String> = std::iter::once(&self.image_column).chain(&self.label_column).cloned().collect();
             let path = part.path.clone();
             let mut rows: Option<RowIter<'static>> = None;
             let mut failed = false;
@@ -361,12 +419,13 @@ impl Source for ParquetSource {
                     }
                     if rows.is_none() {
                         let opened = guard(&path, || -> Result<RowIter<'static>> {
-                            let (file, _) = super::open_regular(&path)
-                                .map_err(SourceError::io(format!("opening {}", path.display())))?;
+                            let input = open_input(&path)?;
                             let options = ReadOptionsBuilder::new()
                                 .with_predicate(Box::new(move |_, i| i >= first_group))
                                 .build();
-                            let reader = SerializedFileReader::new_with_options(file, options).map_err(perr(&path))?;
+                            let reader = SerializedFileReader::new_with_options(input, options).map_err(perr(&path))?;
+                            let top_level: Vec<&str> = columns.iter().map(String::as_str).collect();
+                            check_dictionaries(&reader, &path, &top_level)?;
                             let mut it = RowIter::from_file_into(Box::new(reader))
                                 .project(Some(projection.clone()))
                                 .map_err(perr(&path))?;
