@@ -1,5 +1,6 @@
-//! Arguments of the subcommands that the engine runs (they need libtorch); parsed here so `torchlight --help`
-//! and argument errors come from the light binary, then handed over as typed.
+//! Arguments of the subcommands that the engine runs (they need libtorch). They are defined here so that
+//! `torchlight --help` and argument errors come from the light binary; the engine parses the same command
+//! line again with these same types.
 
 use std::path::PathBuf;
 
