@@ -4,7 +4,8 @@
 //! so the script can check them against cleanlab's (and umap-learn's quality) in the same run.
 //!
 //! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda] [LAYOUT.npy]
-//! With BENCH_FEATURES=X.npy the first N rows of that float matrix (model embeddings) replace the pixels.
+//! With BENCH_FEATURES=X.npy the first N rows of that float matrix (model embeddings) replace the pixels;
+//! BENCH_SCREEN=0 turns the int8 screen off (plain f32 products).
 
 use std::io::Read;
 use std::time::Instant;
@@ -40,8 +41,10 @@ fn main() {
             (pixels[..n * 784].iter().map(|&p| f32::from(p)).collect::<Vec<f32>>(), 784)
         }
     };
+    let screen = std::env::var("BENCH_SCREEN").map_or(true, |v| v != "0");
+    let opts = KnnOptions { screen, ..KnnOptions::new(10, Metric::Cosine, device) };
     let t0 = Instant::now();
-    let knn = knn::exact_knn(&x, n, d, &KnnOptions::new(10, Metric::Cosine, device), &Hooks::none()).unwrap();
+    let (knn, stats) = knn::exact_knn_with_stats(&x, n, d, &opts, &Hooks::none()).unwrap();
     let t_knn = t0.elapsed().as_secs_f64();
     let scores = outlier::outlier_scores(&knn, 10, Metric::Cosine);
     let total = t0.elapsed().as_secs_f64();
@@ -51,16 +54,16 @@ fn main() {
     if let Some(layout_path) = args.get(3) {
         let t0 = Instant::now();
         let params = umap::UmapParams::default();
-        let g = knn::exact_knn(&x, n, d, &KnnOptions::new(params.n_neighbors, Metric::Cosine, device), &Hooks::none())
-            .unwrap();
+        let g = knn::exact_knn(&x, n, d, &KnnOptions { k: params.n_neighbors, ..opts }, &Hooks::none()).unwrap();
         let init = pca::pca_2d(&x, n, d);
         let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &params, &init.coords);
         umap_s = t0.elapsed().as_secs_f64();
         torchlight::npy::write_f32(std::fs::File::create(layout_path).unwrap(), &[n, 2], &layout).unwrap();
     }
     println!(
-        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"umap_s\": {}}}",
+        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"screen\": {screen}, \"rescanned\": {}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"umap_s\": {}}}",
         rayon::current_num_threads(),
+        stats.map_or("null".to_string(), |s| s.rescanned.to_string()),
         if umap_s.is_nan() { "null".to_string() } else { format!("{umap_s:.4}") }
     );
 }
