@@ -18,6 +18,8 @@
 //! Memory is bounded by the block size: the normalised matrix itself, one `B x B` product (CPU) or one
 //! `bq x N` product (GPU), and `N x k` results.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -161,15 +163,35 @@ struct Candidates {
 }
 
 fn normalised_rows(x: &[f32], d: usize) -> Vec<f32> {
-    let mut out = x.to_vec();
-    out.par_chunks_mut(d).for_each(|row| {
-        let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            let inv = (1.0 / norm) as f32;
-            row.iter_mut().for_each(|v| *v *= inv);
+    // Zeroed pages come lazily from the OS: the parallel copy below also spreads the page faults.
+    let mut out = vec![0f32; x.len()];
+    let fast = avx2();
+    out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(row, src)| {
+        row.copy_from_slice(src);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+            return unsafe { normalise_avx2(row) };
         }
+        normalise(row)
     });
     out
+}
+
+/// Scales a row to unit norm (the norm summed in f64; a zero row stays zero).
+#[inline(always)]
+fn normalise(row: &mut [f32]) {
+    let norm = sum8(row.len(), |i| f64::from(row[i]) * f64::from(row[i])).sqrt();
+    if norm > 0.0 {
+        let inv = (1.0 / norm) as f32;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn normalise_avx2(row: &mut [f32]) {
+    normalise(row)
 }
 
 fn check_cancel(hooks: &Hooks) -> Result<(), AnalysisError> {
@@ -411,6 +433,7 @@ fn upper_f32(v: f64) -> f32 {
 }
 
 fn quantise(u: &[f32], n: usize, d: usize) -> Quantised {
+    let fast = avx2();
     let sums = u
         .par_chunks(d * 256)
         .map(|rows| {
@@ -430,52 +453,88 @@ fn quantise(u: &[f32], n: usize, d: usize) -> Quantised {
     let mu: Vec<f64> = sums.into_iter().map(|s| s / n as f64).collect();
     let mu_sq: f64 = mu.iter().map(|m| m * m).sum();
     let mut q = vec![0i8; n * d];
-    let rows: Vec<(f32, f32, f32, f64)> = q
+    let rows: Vec<RowQuant> = q
         .par_chunks_mut(d)
         .zip(u.par_chunks(d))
         .map_init(
             || vec![0f64; d],
             |w, (qr, ur)| {
-                let mut max = 0f64;
-                let mut p = 0f64;
-                for ((wi, &ui), &mi) in w.iter_mut().zip(ur).zip(&mu) {
-                    *wi = f64::from(ui) - mi;
-                    max = max.max(wi.abs());
-                    p += mi * f64::from(ui);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+                    return unsafe { quantise_row_avx2(ur, &mu, qr, w) };
                 }
-                // Any positive step gives a valid bound; max/127 uses the whole int8 range. f32 so that
-                // q * g is exact in f64 and the scan's f32 keys use the very same step.
-                let g = if max > 0.0 { (max / 127.0) as f32 } else { 1.0 };
-                let g64 = f64::from(g);
-                let (mut res, mut wn, mut qn) = (0f64, 0f64, 0f64);
-                for (qi, &wi) in qr.iter_mut().zip(w.iter()) {
-                    // Nearest by truncating conversion (f64::round is a libm call without SSE4.1); any
-                    // rounding gives a valid bound, since the residual is measured from the chosen q.
-                    let t = wi / g64;
-                    let v = ((t + 0.5f64.copysign(t)) as i64).clamp(-127, 127) as f64;
-                    *qi = v as i8;
-                    res += (wi - v * g64).powi(2);
-                    wn += wi * wi;
-                    qn += (v * g64).powi(2);
-                }
-                (g, upper_f32(res.sqrt()), upper_f32(wn.sqrt().max(qn.sqrt())), p)
+                quantise_row(ur, &mu, qr, w)
             },
         )
         .collect();
-    let e: Vec<f32> = rows.iter().map(|r| r.1).collect();
-    let r: Vec<f32> = rows.iter().map(|r| r.2).collect();
+    let e: Vec<f32> = rows.iter().map(|r| r.e).collect();
+    let r: Vec<f32> = rows.iter().map(|r| r.r).collect();
     Quantised {
         q,
-        g: rows.iter().map(|r| r.0).collect(),
+        g: rows.iter().map(|r| r.g).collect(),
         e_max: e.iter().copied().fold(0f32, f32::max).into(),
         r_max: r.iter().copied().fold(0f32, f32::max).into(),
         e,
         r,
-        p: rows.iter().map(|r| r.3 as f32).collect(),
-        p64: rows.iter().map(|r| r.3).collect(),
+        p: rows.iter().map(|r| r.p as f32).collect(),
+        p64: rows.iter().map(|r| r.p).collect(),
         mu_sq,
         mu_norm: mu_sq.sqrt(),
     }
+}
+
+/// One row's step, residual norm bound, norm bound and `p = mu . u`.
+struct RowQuant {
+    g: f32,
+    e: f32,
+    r: f32,
+    p: f64,
+}
+
+/// Sum of `f(i)` over `0..len` in 8 running sums (vectorisable; the order only changes f64 rounding, which
+/// `upper_f32` covers).
+#[inline(always)]
+fn sum8(len: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let full = len / 8 * 8;
+    for base in (0..full).step_by(8) {
+        for (t, a) in acc.iter_mut().enumerate() {
+            *a += f(base + t);
+        }
+    }
+    acc.iter().sum::<f64>() + (full..len).map(f).sum::<f64>()
+}
+
+#[inline(always)]
+fn quantise_row(ur: &[f32], mu: &[f64], qr: &mut [i8], w: &mut [f64]) -> RowQuant {
+    let mut max = 0f64;
+    for ((wi, &ui), &mi) in w.iter_mut().zip(ur).zip(mu) {
+        *wi = f64::from(ui) - mi;
+        let a = wi.abs();
+        max = if a > max { a } else { max };
+    }
+    let p = sum8(ur.len(), |i| mu[i] * f64::from(ur[i]));
+    // Any positive step gives a valid bound; max/127 uses the whole int8 range. f32 so that q * g is exact
+    // in f64 and the scan's f32 keys use the very same step.
+    let g = if max > 0.0 { (max / 127.0) as f32 } else { 1.0 };
+    let (g64, inv) = (f64::from(g), 1.0 / f64::from(g));
+    // Nearest by truncating conversion (f64::round is a libm call without SSE4.1); any rounding gives a
+    // valid bound, since the residual is measured from the chosen q.
+    for (qi, &wi) in qr.iter_mut().zip(w.iter()) {
+        let t = wi * inv;
+        *qi = ((t + 0.5f64.copysign(t)) as i32).clamp(-127, 127) as i8;
+    }
+    let res = sum8(w.len(), |i| (w[i] - f64::from(qr[i]) * g64).powi(2));
+    let wn = sum8(w.len(), |i| w[i] * w[i]);
+    let qn = sum8(w.len(), |i| (f64::from(qr[i]) * g64).powi(2));
+    RowQuant { g, e: upper_f32(res.sqrt()), r: upper_f32(wn.sqrt().max(qn.sqrt())), p }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn quantise_row_avx2(ur: &[f32], mu: &[f64], qr: &mut [i8], w: &mut [f64]) -> RowQuant {
+    quantise_row(ur, mu, qr, w)
 }
 
 /// Whether this CPU runs the AVX2 + FMA versions of the hot loops (the crate is built for baseline x86-64).
@@ -599,8 +658,8 @@ fn chunk<T: Copy>(v: &[T], base: usize, fill: T) -> [T; CHUNK] {
     out
 }
 
-/// One row `r` of a block into the pool of its row item: keys `v g_a g_b + (p_b + r_a e_b + e_a r_b)` against the
-/// columns `j0..`; `diag` is the column to skip (the item itself). Keys are computed a chunk at a time in
+/// One row `r` of a block into the pool of its row item: keys `(v g_a g_b + (r_a e_b + e_a r_b)) + p_b` against
+/// the columns `j0..`; `diag` is the column to skip (the item itself). Keys are computed a chunk at a time in
 /// fixed-size arrays (vectorised), and only a chunk with a key above the threshold is looked at key by key.
 #[inline(always)]
 fn row_into_pool(row: &[i32], j0: usize, a: RowTerms, cols: ColTerms, st: &mut Pool, r: usize, diag: Option<usize>) {
@@ -615,7 +674,7 @@ fn row_into_pool(row: &[i32], j0: usize, a: RowTerms, cols: ColTerms, st: &mut P
         let thr = st.thr[r];
         let mut above = 0u32;
         for t in 0..CHUNK {
-            keys[t] = v[t] as f32 * (ga * g[t]) + (p[t] + (ra * e[t] + ea * rr[t]));
+            keys[t] = (v[t] as f32 * (ga * g[t]) + (ra * e[t] + ea * rr[t])) + p[t];
             above |= u32::from(keys[t] > thr) << t;
         }
         // Only the keys above the threshold, by their bits (the threshold may rise on the way).
@@ -629,28 +688,41 @@ fn row_into_pool(row: &[i32], j0: usize, a: RowTerms, cols: ColTerms, st: &mut P
     }
 }
 
-/// One row of a block into the pools of the column items `st` covers: keys `v g_a g_b + (p_a + r_b e_a + e_b r_a)`
-/// for row item a.
+/// One row segment of an off-diagonal block, for row item a against column items `c0..`, into both a's pool
+/// (keys `S + p_b`) and the column items' pools (keys `S + p_a`), with `S = v g_a g_b + (r_a e_b + e_a r_b)`:
+/// the product is read once for both directions.
 #[inline(always)]
-fn row_into_column_pools(seg: &[i32], id: u32, row: RowTerms, cols: ColTerms, st: &mut Pool) {
-    let RowTerms { g: ga, p: pa, e: ea, r: ra } = row;
-    let ColTerms { g: gc, e: ec, r: rc, .. } = cols;
-    let mut keys = [0f32; CHUNK];
+fn row_into_both(seg: &[i32], a: RowTerms, ids: (u32, u32), cols: ColTerms, rows: (&mut Pool, usize), colp: &mut Pool) {
+    let ColTerms { g: gc, p: pc, e: ec, r: rc } = cols;
+    let (rp, r) = rows;
+    let (a_id, col0) = ids;
+    let (mut rkeys, mut ckeys) = ([0f32; CHUNK], [0f32; CHUNK]);
     for base in (0..seg.len()).step_by(CHUNK) {
         let w = CHUNK.min(seg.len() - base);
-        // The tail's missing columns have threshold +inf.
-        let (v, g, thr) = (chunk(seg, base, 0), chunk(gc, base, 0.0), chunk(st.thr, base, f32::INFINITY));
-        let (e, rr) = (chunk(ec, base, 0.0), chunk(rc, base, 0.0));
-        let mut above = 0u32;
+        // Missing tail columns: p = -inf (no row key) and threshold +inf (no column key).
+        let (v, g, p) = (chunk(seg, base, 0), chunk(gc, base, 0.0), chunk(pc, base, f32::NEG_INFINITY));
+        let (e, rr, cthr) = (chunk(ec, base, 0.0), chunk(rc, base, 0.0), chunk(colp.thr, base, f32::INFINITY));
+        let rthr = rp.thr[r];
+        let (mut rabove, mut cabove) = (0u32, 0u32);
         for t in 0..CHUNK {
-            keys[t] = v[t] as f32 * (ga * g[t]) + (pa + (rr[t] * ea + e[t] * ra));
-            above |= u32::from(keys[t] > thr[t]) << t;
+            let shared = v[t] as f32 * (a.g * g[t]) + (a.r * e[t] + a.e * rr[t]);
+            rkeys[t] = shared + p[t];
+            ckeys[t] = shared + a.p;
+            rabove |= u32::from(rkeys[t] > rthr) << t;
+            cabove |= u32::from(ckeys[t] > cthr[t]) << t;
         }
-        while above != 0 {
-            let t = above.trailing_zeros() as usize;
-            above &= above - 1;
-            if t < w && keys[t] > st.thr[base + t] {
-                st.push(base + t, keys[t], id);
+        while rabove != 0 {
+            let t = rabove.trailing_zeros() as usize;
+            rabove &= rabove - 1;
+            if t < w && rkeys[t] > rp.thr[r] {
+                rp.push(r, rkeys[t], col0 + (base + t) as u32);
+            }
+        }
+        while cabove != 0 {
+            let t = cabove.trailing_zeros() as usize;
+            cabove &= cabove - 1;
+            if t < w && ckeys[t] > colp.thr[base + t] {
+                colp.push(base + t, ckeys[t], a_id);
             }
         }
     }
@@ -672,12 +744,21 @@ fn row_into_pool_avx2(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_into_column_pools_avx2(seg: &[i32], id: u32, row: RowTerms, cols: ColTerms, st: &mut Pool) {
-    row_into_column_pools(seg, id, row, cols, st)
+fn row_into_both_avx2(
+    seg: &[i32],
+    a: RowTerms,
+    ids: (u32, u32),
+    cols: ColTerms,
+    rows: (&mut Pool, usize),
+    colp: &mut Pool,
+) {
+    row_into_both(seg, a, ids, cols, rows, colp)
 }
 
-/// Rows of an int32 product block feed the pools of row items `i0 + r`; `skip_diag` skips `r == c`.
-fn screen_rows(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised, state: Pool, skip_diag: bool) {
+/// A diagonal block (items `i0..` against themselves, the whole square) feeds the pools of its items, each
+/// item skipping itself.
+fn screen_diagonal(block: &[i32], cols: usize, i0: usize, qz: &Quantised, state: Pool) {
+    let j0 = i0;
     let per = state.thr.len().div_ceil(rayon::current_num_threads() * 4).max(1);
     let col_terms = qz.cols(j0, cols);
     let fast = avx2();
@@ -685,7 +766,7 @@ fn screen_rows(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised,
         for r in 0..st.thr.len() {
             let a = qz.row(i0 + r0 + r);
             let row = &block[(r0 + r) * cols..(r0 + r + 1) * cols];
-            let diag = skip_diag.then_some(r0 + r);
+            let diag = Some(r0 + r);
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
@@ -698,28 +779,57 @@ fn screen_rows(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised,
     });
 }
 
-/// Columns of an int32 product block feed the pools of column items `j0 + c` (row by row, so memory is read
-/// in order; each parallel task owns a range of columns).
-fn screen_cols(block: &[i32], rows: usize, cols: usize, i0: usize, j0: usize, qz: &Quantised, state: Pool) {
-    let per = cols.div_ceil(rayon::current_num_threads() * 4).max(1);
+/// Asks the CPU to bring `v` into the cache.
+#[inline(always)]
+fn prefetch(v: &[i32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: a prefetch is only a hint; it never faults, and the address is inside `v`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// An off-diagonal `[rows, cols]` block feeds the pools of its row items and of its column items in one
+/// pass. It is cut into tiles of row ranges x column ranges; in each phase the tasks take tiles on distinct
+/// row ranges and distinct column ranges (tile (i, (i + phase) mod m)), so no two tasks share a pool.
+fn screen_both(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised, rows_pool: Pool, cols_pool: Pool) {
+    let parts = rayon::current_num_threads() * 4;
+    let per_rows = rows_pool.thr.len().div_ceil(parts).max(1);
+    let row_parts: Vec<Mutex<(usize, Pool)>> = rows_pool.chunks(per_rows).into_iter().map(Mutex::new).collect();
+    let col_parts: Vec<Mutex<(usize, Pool)>> =
+        cols_pool.chunks(cols.div_ceil(parts).max(1)).into_iter().map(Mutex::new).collect();
+    let m = row_parts.len().max(col_parts.len());
     let fast = avx2();
-    state.chunks(per).into_par_iter().for_each(|(c0, mut st)| {
-        let width = st.thr.len();
-        let col_terms = qz.cols(j0 + c0, width);
-        for r in 0..rows {
-            let row = qz.row(i0 + r);
-            let seg = &block[r * cols + c0..r * cols + c0 + width];
-            let id = (i0 + r) as u32;
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
-                unsafe { row_into_column_pools_avx2(seg, id, row, col_terms, &mut st) };
-                continue;
+    for phase in 0..m {
+        (0..row_parts.len()).into_par_iter().for_each(|i| {
+            let Some(col_part) = col_parts.get((i + phase) % m) else { return };
+            // Uncontended: within a phase every row range and every column range has one task.
+            let mut rows = row_parts[i].lock().expect("tile lock");
+            let mut colp = col_part.lock().expect("tile lock");
+            let ((r0, rp), (c0, cp)) = (&mut *rows, &mut *colp);
+            let width = cp.thr.len();
+            let col_terms = qz.cols(j0 + *c0, width);
+            for r in 0..rp.thr.len() {
+                let a = qz.row(i0 + *r0 + r);
+                let seg = &block[(*r0 + r) * cols + *c0..(*r0 + r) * cols + *c0 + width];
+                if r + 1 < rp.thr.len() {
+                    // The next row's segment starts a new stream the hardware prefetcher has not seen.
+                    prefetch(&block[(*r0 + r + 1) * cols + *c0..(*r0 + r + 1) * cols + *c0 + width]);
+                }
+                let ids = ((i0 + *r0 + r) as u32, (j0 + *c0) as u32);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+                    unsafe { row_into_both_avx2(seg, a, ids, col_terms, (rp, r), cp) };
+                    continue;
+                }
+                let _ = fast;
+                row_into_both(seg, a, ids, col_terms, (rp, r), cp);
             }
-            let _ = fast;
-            row_into_column_pools(seg, id, row, col_terms, &mut st);
-        }
-    });
+        });
+    }
 }
 
 /// Symmetric blocked scan over the int8 product, exact re-rank with the proof above, exact search of the
@@ -734,6 +844,7 @@ fn screened_cpu(
 ) -> Result<(Candidates, ScreenStats), AnalysisError> {
     let t0 = std::time::Instant::now();
     let u = normalised_rows(x, d);
+    let t_norm = t0.elapsed().as_secs_f64();
     let qz = quantise(&u, n, d);
     let t_q = t0.elapsed().as_secs_f64();
     let mut t_mm = 0.0;
@@ -774,13 +885,9 @@ fn screened_cpu(
             let pool = Pool { c, slots: &mut slots, len: &mut len, thr: &mut thr };
             let (before_j, from_j) = pool.split_at(j0);
             if i0 == j0 {
-                screen_rows(prod, cols, i0, j0, &qz, from_j.range(0, rows), true);
+                screen_diagonal(prod, cols, i0, &qz, from_j.range(0, rows));
             } else {
-                let (row_state, col_state) = (before_j.range(i0, rows), from_j.range(0, cols));
-                rayon::join(
-                    || screen_rows(prod, cols, i0, j0, &qz, row_state, false),
-                    || screen_cols(prod, rows, cols, i0, j0, &qz, col_state),
-                );
+                screen_both(prod, cols, i0, j0, &qz, before_j.range(i0, rows), from_j.range(0, cols));
             }
             t_scan += tm.elapsed().as_secs_f64();
             done += 1;
@@ -860,7 +967,7 @@ fn screened_cpu(
     let stats = ScreenStats { candidates: c, rescanned: unproven.len() };
     if std::env::var("KNN_TIMINGS").is_ok() {
         eprintln!(
-            "quantise {t_q:.3} int_mm {t_mm:.3} scan {t_scan:.3} rerank {t_rerank:.3} fallback {:.3}",
+            "norm {t_norm:.3} quantise {t_q:.3} int_mm {t_mm:.3} scan {t_scan:.3} rerank {t_rerank:.3} fallback {:.3}",
             t2.elapsed().as_secs_f64()
         );
     }
