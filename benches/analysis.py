@@ -1,5 +1,5 @@
-"""Analysis benchmark: torchlight's exact kNN + outlier scores against cleanlab's OutOfDistribution.fit_score
-and Annoy (100 trees, build + query of every item), and torchlight's UMAP (exact 15-NN + PCA init + UMAP, as
+"""Analysis benchmark: torchlight's exact kNN + outlier scores (with the int8 screen, the default, and with plain
+f32 products) against cleanlab's OutOfDistribution.fit_score and Annoy (100 trees, build + query of every item), and torchlight's UMAP (exact 15-NN + PCA init + UMAP, as
 `analyze` runs it) against umap-learn (n_neighbors 15, min_dist 0.1, cosine; numba compilation excluded by a
 warm-up run), with the trustworthiness (k = 10, cosine) of both layouts; Fashion-MNIST raw pixels, same run.
 
@@ -30,10 +30,11 @@ def images(name):
         return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
 
 
-def torchlight(n, out, layout=None):
+def torchlight(n, out, layout=None, screen=True):
     cmd = ["cargo", "bench", "-q", "--bench", "analysis", "--", str(n), out, "cpu"] + ([layout] if layout else [])
     # libtorch's OpenMP threads sleep when idle, as the torchlight binary arranges for itself.
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    env["BENCH_SCREEN"] = "1" if screen else "0"
     res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -58,9 +59,12 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "scores.npy")
             layout_path = os.path.join(tmp, "layout.npy") if with_umap else None
+            load_before = os.getloadavg()[0]
             tl = torchlight(n, out, layout_path)
             ours = np.load(out).astype(np.float64)
             our_layout = np.load(layout_path) if with_umap else None
+            f32 = torchlight(n, out, screen=False)
+            ours_f32 = np.load(out).astype(np.float64)
 
         t0 = time.perf_counter()
         ref = OutOfDistribution().fit_score(features=x)
@@ -78,13 +82,20 @@ def main():
         t_query = time.perf_counter() - t0
 
         diff = float(np.abs(ours - ref).max())
+        diff_f32 = float(np.abs(ours_f32 - ref).max())
         same_top = bool((np.argsort(ours, kind="stable")[:20] == np.argsort(ref, kind="stable")[:20]).all())
         t = tl["knn_outlier_s"]
-        print(f"{what}: {n} x {x.shape[1]}, {tl['threads']} threads, torchlight on {tl['device']}")
-        print(f"  torchlight exact kNN + outlier scores: {t:.2f} s (kNN {tl['knn_s']:.2f} s)")
-        print(f"  cleanlab OutOfDistribution.fit_score:  {t_cleanlab:.2f} s  -> {t_cleanlab / t:.1f}x")
+        t_f32 = f32["knn_outlier_s"]
+        # 1-minute load average before torchlight and after cleanlab: above ~1.5 another process shares the 2 cores.
+        load = f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
+        print(f"{what}: {n} x {x.shape[1]}, {tl['threads']} threads, torchlight on {tl['device']}, {load}")
+        print(f"  torchlight exact kNN + outlier scores: {t:.2f} s (kNN {tl['knn_s']:.2f} s; int8 screen, "
+              f"{tl['rescanned']} items searched exactly without a proof)")
+        print(f"  the same with plain f32 products:      {t_f32:.2f} s  ({t_f32 / t:.1f}x slower than the screen)")
+        print(f"  cleanlab OutOfDistribution.fit_score:  {t_cleanlab:.2f} s  -> {t_cleanlab / t:.1f}x "
+              f"(f32 products: {t_cleanlab / t_f32:.1f}x)")
         print(f"  Annoy 100 trees build + query all:     {t_build:.2f} + {t_query:.2f} s  -> {(t_build + t_query) / t:.1f}x")
-        print(f"  scores vs cleanlab: max |diff| {diff:.2e}, same top-20 outliers: {same_top}")
+        print(f"  scores vs cleanlab: max |diff| {diff:.2e} (f32 products {diff_f32:.2e}), same top-20 outliers: {same_top}")
         if with_umap:
             umap_bench(x, tl["umap_s"], our_layout)
 

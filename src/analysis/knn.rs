@@ -832,6 +832,23 @@ fn screen_both(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised,
     }
 }
 
+/// The products the symmetric scan needs, as (rows, columns) ranges with rows first: each block against
+/// itself and every later block. A block against itself is cut into quarters (the quarters' own squares
+/// plus their pairs), so that of the square's redundant lower half only the quarters' halves remain.
+fn block_pairs(bounds: &[(usize, usize)]) -> Vec<((usize, usize), (usize, usize))> {
+    let mut tasks = Vec::new();
+    for (b, &(i0, i1)) in bounds.iter().enumerate() {
+        let parts = 4.min(i1 - i0);
+        let step = (i1 - i0).div_ceil(parts);
+        let quarters: Vec<(usize, usize)> = (i0..i1).step_by(step).map(|s| (s, (s + step).min(i1))).collect();
+        for (q, &rows) in quarters.iter().enumerate() {
+            tasks.extend(quarters[q..].iter().map(|&cols| (rows, cols)));
+        }
+        tasks.extend(bounds[b + 1..].iter().map(|&cols| ((i0, i1), cols)));
+    }
+    tasks
+}
+
 /// Symmetric blocked scan over the int8 product, exact re-rank with the proof above, exact search of the
 /// items without one.
 fn screened_cpu(
@@ -842,60 +859,44 @@ fn screened_cpu(
     opts: &KnnOptions,
     hooks: &Hooks,
 ) -> Result<(Candidates, ScreenStats), AnalysisError> {
-    let t0 = std::time::Instant::now();
     let u = normalised_rows(x, d);
-    let t_norm = t0.elapsed().as_secs_f64();
     let qz = quantise(&u, n, d);
-    let t_q = t0.elapsed().as_secs_f64();
-    let mut t_mm = 0.0;
-    let mut t_scan = 0.0;
-    let extra = std::env::var("KNN_EXTRA").ok().and_then(|v| v.parse().ok()).unwrap_or(SCREEN_EXTRA);
-    let c = (k + extra).min(n - 1);
+    let c = (k + SCREEN_EXTRA).min(n - 1);
     let cap = 2 * c;
     // SAFETY: `qz.q` holds n * d int8 values and outlives `qt`, which is dropped after the block loop.
     let qt = unsafe {
         Tensor::f_from_blob(qz.q.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Int8, Device::Cpu)?
     };
-    let dflt = std::env::var("KNN_BLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
-    let target = if opts.block > 0 { opts.block } else { dflt };
+    let target = if opts.block > 0 { opts.block } else { 2048 };
     let nblocks = n.div_ceil(target);
     let bsize = n.div_ceil(nblocks);
     let bounds: Vec<(usize, usize)> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
     let mut slots = vec![(f32::NEG_INFINITY, u32::MAX); n * cap];
     let mut len = vec![0u32; n];
     let mut thr = vec![f32::NEG_INFINITY; n];
-    let total = nblocks * (nblocks + 1) / 2;
-    let mut done = 0;
-    let mut out = Tensor::empty([bsize as i64, bsize as i64], (Kind::Int, Device::Cpu));
-    for (bi, &(i0, i1)) in bounds.iter().enumerate() {
-        let xi = qt.narrow(0, i0 as i64, (i1 - i0) as i64);
-        for &(j0, j1) in &bounds[bi..] {
-            check_cancel(hooks)?;
-            let (rows, cols) = (i1 - i0, j1 - j0);
-            if out.size() != [rows as i64, cols as i64] {
-                out = Tensor::empty([rows as i64, cols as i64], (Kind::Int, Device::Cpu));
-            }
-            let xj = qt.narrow(0, j0 as i64, cols as i64);
-            let tm = std::time::Instant::now();
-            let _ = xi.f_internal_int_mm_out(&out, &xj.tr())?;
-            t_mm += tm.elapsed().as_secs_f64();
-            let tm = std::time::Instant::now();
-            // SAFETY: `out` is a contiguous CPU int32 tensor of rows * cols elements, alive for this scope.
-            let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const i32, rows * cols) };
-            let pool = Pool { c, slots: &mut slots, len: &mut len, thr: &mut thr };
-            let (before_j, from_j) = pool.split_at(j0);
-            if i0 == j0 {
-                screen_diagonal(prod, cols, i0, &qz, from_j.range(0, rows));
-            } else {
-                screen_both(prod, cols, i0, j0, &qz, before_j.range(i0, rows), from_j.range(0, cols));
-            }
-            t_scan += tm.elapsed().as_secs_f64();
-            done += 1;
-            (hooks.progress)("neighbours", done, total);
+    let tasks = block_pairs(&bounds);
+    let total = tasks.len();
+    // One buffer for every product: each block's output is a contiguous view of its first rows * cols.
+    let buffer = Tensor::empty([(bsize * bsize) as i64], (Kind::Int, Device::Cpu));
+    for (done, &((i0, i1), (j0, j1))) in tasks.iter().enumerate() {
+        check_cancel(hooks)?;
+        let (rows, cols) = (i1 - i0, j1 - j0);
+        let out = buffer.narrow(0, 0, (rows * cols) as i64).view([rows as i64, cols as i64]);
+        let xi = qt.narrow(0, i0 as i64, rows as i64);
+        let xj = qt.narrow(0, j0 as i64, cols as i64);
+        let _ = xi.f_internal_int_mm_out(&out, &xj.tr())?;
+        // SAFETY: `out` is a contiguous CPU int32 tensor of rows * cols elements, alive for this scope.
+        let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const i32, rows * cols) };
+        let pool = Pool { c, slots: &mut slots, len: &mut len, thr: &mut thr };
+        let (before_j, from_j) = pool.split_at(j0);
+        if i0 == j0 {
+            screen_diagonal(prod, cols, i0, &qz, from_j.range(0, rows));
+        } else {
+            screen_both(prod, cols, i0, j0, &qz, before_j.range(i0, rows), from_j.range(0, cols));
         }
+        (hooks.progress)("neighbours", done + 1, total);
     }
-    let t1 = std::time::Instant::now();
-    drop(out);
+    drop(buffer);
     drop(qt);
 
     let gamma = 1.000_01 * d as f64 * F32_U / (1.0 - d as f64 * F32_U);
@@ -947,8 +948,6 @@ fn screened_cpu(
         })
         .collect();
     drop(slots);
-    let t_rerank = t1.elapsed().as_secs_f64();
-    let t2 = std::time::Instant::now();
     let unproven: Vec<u32> = (0..n as u32).filter(|&a| !proven[a as usize]).collect();
     (hooks.progress)("neighbours: items searched exactly (screen without proof)", unproven.len(), n);
     if !unproven.is_empty() {
@@ -965,12 +964,6 @@ fn screened_cpu(
         }
     }
     let stats = ScreenStats { candidates: c, rescanned: unproven.len() };
-    if std::env::var("KNN_TIMINGS").is_ok() {
-        eprintln!(
-            "norm {t_norm:.3} quantise {t_q:.3} int_mm {t_mm:.3} scan {t_scan:.3} rerank {t_rerank:.3} fallback {:.3}",
-            t2.elapsed().as_secs_f64()
-        );
-    }
     Ok((Candidates { queries: (0..n as u32).collect(), ids, sims }, stats))
 }
 
