@@ -98,7 +98,7 @@ fn parity_data_gives_the_f32_neighbours_and_most_items_are_proven() {
             let (s, stats, p) = both(&x, n, d, k, block);
             let differ = assert_same(&s, &p, &format!("{name} k={k} block={block}"));
             assert!(differ * 1000 <= n * k, "{name}: {differ} neighbour ids differ (ties)");
-            assert_eq!(stats.candidates, k + 32);
+            assert!(stats.candidates >= k + 32, "{} candidates", stats.candidates);
             assert!(stats.rescanned * 10 < n, "{name}: {} of {n} items without a proof", stats.rescanned);
         }
     }
