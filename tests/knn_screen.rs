@@ -211,3 +211,27 @@ fn progress_reports_the_items_without_a_proof_and_cancel_stops() {
     let cancel = Hooks { progress: &|_, _, _| {}, cancel: &|| true };
     assert!(knn::exact_knn(&x, n, d, &opts(10, 0, true), &cancel).is_err());
 }
+
+#[test]
+fn items_without_a_proof_are_searched_exactly_few_or_many() {
+    let clusters = |seed: u64, d: usize, noise: f32| {
+        let mut rng = Rng(seed);
+        let centres = rng.rows(4, d);
+        (0..1500)
+            .flat_map(|i| (0..d).map(|j| centres[(i % 4) * d + j] + noise * rng.next()).collect::<Vec<_>>())
+            .collect()
+    };
+    let n = 1500;
+    // Noisy clusters crowd the similarities together, so for some items int8 cannot separate the k-th
+    // neighbour from the rest: their rows are searched exactly ...
+    let x: Vec<f32> = clusters(13, 128, 0.5);
+    let (s, stats, p) = both(&x, n, 128, 10, 400);
+    assert_same(&s, &p, "some without a proof");
+    assert!(stats.rescanned > 0 && stats.rescanned * 5 <= n * 2, "{} of {n} without a proof", stats.rescanned);
+    // ... and tighter ones in more dimensions leave most items without one: the f32 scan of all items
+    // replaces the screen's result.
+    let x: Vec<f32> = clusters(17, 256, 0.3);
+    let (s, stats, p) = both(&x, n, 256, 10, 400);
+    assert_same(&s, &p, "most without a proof");
+    assert_eq!(stats.rescanned, n);
+}

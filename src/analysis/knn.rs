@@ -957,6 +957,13 @@ fn screened_cpu(
     drop(slots);
     let unproven: Vec<u32> = (0..n as u32).filter(|&a| !proven[a as usize]).collect();
     (hooks.progress)("neighbours: items searched exactly (screen without proof)", unproven.len(), n);
+    if unproven.len() * 5 > n * 2 {
+        // Most items without a proof (neighbours closer together than int8 resolves, e.g. noise-dominated
+        // clusters): one symmetric f32 scan of all items costs less than their full rows one by one.
+        drop((u, qz, ids, sims));
+        let cand = symmetric_cpu(x, n, d, k, opts.block, hooks)?;
+        return Ok((cand, ScreenStats { candidates: c, rescanned: n }));
+    }
     if !unproven.is_empty() {
         // SAFETY: `u` holds n * d f32 values and outlives `xt`, which search_blocks only reads.
         let xt = unsafe {
