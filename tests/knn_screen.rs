@@ -235,3 +235,20 @@ fn items_without_a_proof_are_searched_exactly_few_or_many() {
     assert_same(&s, &p, "most without a proof");
     assert_eq!(stats.rescanned, n);
 }
+
+/// Every test above again, in a child process whose hot loops take the portable code (no AVX2), as on a CPU
+/// without it.
+#[test]
+fn portable_loops_give_the_same_results() {
+    if std::env::var_os("TORCHLIGHT_PORTABLE_LOOPS").is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("TORCHLIGHT_PORTABLE_LOOPS", "1")
+        .args(["--test-threads", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test result: ok. 9 passed"), "{stdout}");
+}

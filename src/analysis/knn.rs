@@ -546,16 +546,24 @@ fn quantise_row_avx2(ur: &[f32], mu: &[f64], qr: &mut [i8], w: &mut [f64]) -> Ro
 }
 
 /// Whether this CPU runs the AVX2 + FMA versions of the hot loops (the crate is built for baseline x86-64).
+/// `TORCHLIGHT_PORTABLE_LOOPS` set forces the portable versions: tests/knn_screen.rs runs itself again that
+/// way, so the code a CPU without AVX2 takes is tested on one that has it.
 #[inline]
 fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        if std::env::var_os("TORCHLIGHT_PORTABLE_LOOPS").is_some() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// f32 dot product with 16 running sums, which the compiler vectorises. Any order of summation, with or
