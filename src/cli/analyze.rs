@@ -25,18 +25,8 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         approximate: args.approximate,
         ..AnalysisParams::default()
     };
-    let last = std::sync::Mutex::new(String::new());
-    let progress = |stage: &str, done: usize, total: usize| {
-        let mut last = last.lock().unwrap();
-        if *last != stage || done == total {
-            eprint!("\r{stage} {done}/{total}   ");
-            if done == total {
-                eprintln!();
-            }
-            *last = stage.to_string();
-        }
-    };
-    let hooks = Hooks { progress: &progress, cancel: &|| false };
+    let progress = super::StageProgress::new();
+    let hooks = Hooks { progress: &|stage, done, total| progress.report(stage, done, total), cancel: &|| false };
     let report = analysis::run(&store, &params, &hooks)?;
     print!("{}", analysis::summary(&report));
     Ok(())

@@ -84,12 +84,8 @@ pub fn run(args: IngestArgs) -> Result<()> {
 fn analyze(store: &Store, args: &IngestArgs) -> Result<()> {
     let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
     let params = AnalysisParams { device, ..AnalysisParams::default() };
-    let progress = |stage: &str, done: usize, total: usize| {
-        if done == total {
-            eprintln!("{stage} done");
-        }
-    };
-    let hooks = Hooks { progress: &progress, cancel: &|| false };
+    let progress = super::StageProgress::new();
+    let hooks = Hooks { progress: &|stage, done, total| progress.report(stage, done, total), cancel: &|| false };
     let report = analysis::run(store, &params, &hooks)?;
     print!("{}", analysis::summary(&report));
     Ok(())

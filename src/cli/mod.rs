@@ -7,6 +7,10 @@ mod demo;
 mod info;
 mod ingest;
 
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use clap::Parser;
 use color_eyre::eyre::Result;
 
@@ -27,5 +31,35 @@ pub fn main() -> Result<()> {
         Command::Export(args) => export::run(args),
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Progress of the analysis stages on stderr. On a terminal one line is redrawn (`stage done/total`) at most
+/// five times a second; into a file or pipe a line is written when a stage starts, every 30 s, and when it is
+/// done, so a long stage (arroy queries of a million items) is never silent.
+pub(crate) struct StageProgress {
+    tty: bool,
+    last: Mutex<(String, Instant)>,
+}
+
+impl StageProgress {
+    pub(crate) fn new() -> StageProgress {
+        StageProgress { tty: std::io::stderr().is_terminal(), last: Mutex::new((String::new(), Instant::now())) }
+    }
+
+    pub(crate) fn report(&self, stage: &str, done: usize, total: usize) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(30) };
+        let (new_stage, finished) = (last.0 != stage, done >= total);
+        if !(new_stage || finished || last.1.elapsed() >= every) {
+            return;
+        }
+        match (self.tty, finished) {
+            (true, true) => eprintln!("\r{stage} done ({total})          "),
+            (true, false) => eprint!("\r{stage} {done}/{total}   "),
+            (false, true) => eprintln!("{stage} done ({total})"),
+            (false, false) => eprintln!("{stage} {done}/{total}"),
+        }
+        *last = (stage.to_string(), Instant::now());
     }
 }
