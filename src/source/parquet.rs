@@ -87,10 +87,13 @@ impl ChunkReader for Input {
     }
 }
 
-fn open_input(path: &Path) -> Result<Input> {
+/// The file, in memory when small. `metadata_only` (opening a dataset reads the other files' footers alone)
+/// keeps it a `File`, so opening many shards does not read them all; the first file is read in full, as its
+/// dictionary pages are checked at open, and reading those pages hit the slow case.
+fn open_input(path: &Path, metadata_only: bool) -> Result<Input> {
     let io = |what: &str| SourceError::io(format!("{what} {}", path.display()));
     let (mut file, meta) = super::open_regular(path).map_err(io("opening"))?;
-    if meta.len() > IN_MEMORY {
+    if metadata_only || meta.len() > IN_MEMORY {
         return Ok(Input::File(file));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -98,12 +101,12 @@ fn open_input(path: &Path) -> Result<Input> {
     Ok(Input::Memory(buf.into()))
 }
 
-fn open_reader(path: &Path) -> Result<SerializedFileReader<Input>> {
-    guard(path, || open_reader_unguarded(path))
+fn open_reader(path: &Path, metadata_only: bool) -> Result<SerializedFileReader<Input>> {
+    guard(path, || open_reader_unguarded(path, metadata_only))
 }
 
-fn open_reader_unguarded(path: &Path) -> Result<SerializedFileReader<Input>> {
-    let reader = SerializedFileReader::new(open_input(path)?).map_err(perr(path))?;
+fn open_reader_unguarded(path: &Path, metadata_only: bool) -> Result<SerializedFileReader<Input>> {
+    let reader = SerializedFileReader::new(open_input(path, metadata_only)?).map_err(perr(path))?;
     // The parquet crate asserts (panics) on a negative column chunk offset or size when it reads rows; a corrupt
     // file must be refused here instead (found by fuzz/source_parquet).
     for rg in reader.metadata().row_groups() {
@@ -258,7 +261,7 @@ impl ParquetSource {
             format: "parquet",
             why: "no parquet files".into(),
         })?;
-        let reader = open_reader(first)?;
+        let reader = open_reader(first, false)?;
         let file_meta = reader.metadata().file_metadata();
         let hf_meta: serde_json::Value = file_meta
             .key_value_metadata()
@@ -314,7 +317,7 @@ impl ParquetSource {
             let group_rows: Vec<usize> = if f == first {
                 reader.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect()
             } else {
-                open_reader(f)?.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect()
+                open_reader(f, true)?.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect()
             };
             let rows = group_rows.iter().sum();
             // The footer of a parquet file (its last 64 KiB) changes with any content; the name keeps order.
@@ -419,7 +422,7 @@ impl Source for ParquetSource {
                     }
                     if rows.is_none() {
                         let opened = guard(&path, || -> Result<RowIter<'static>> {
-                            let input = open_input(&path)?;
+                            let input = open_input(&path, false)?;
                             let options = ReadOptionsBuilder::new()
                                 .with_predicate(Box::new(move |_, i| i >= first_group))
                                 .build();
