@@ -232,27 +232,43 @@ impl<'a> TopK<'a> {
         let (t0, t1) = self.thr.split_at_mut(item);
         (TopK { k: self.k, sims: s0, ids: i0, thr: t0 }, TopK { k: self.k, sims: s1, ids: i1, thr: t1 })
     }
+}
 
-    /// Chunks of `per` items each, for parallel scans.
-    fn chunks(self, per: usize) -> Vec<(usize, TopK<'a>)> {
-        let mut out = Vec::new();
-        let mut rest = self;
-        let mut start = 0;
-        while !rest.thr.is_empty() {
-            let take = per.min(rest.thr.len());
-            let (head, tail) = rest.split_at(take);
-            out.push((start, head));
-            start += take;
-            rest = tail;
-        }
-        out
+/// Per-item state over a range of items that splits into disjoint parts (the f32 top-k, the screen's pools).
+trait ItemRange: Sized {
+    fn items(&self) -> usize;
+    fn split_at(self, item: usize) -> (Self, Self);
+}
+
+impl ItemRange for TopK<'_> {
+    fn items(&self) -> usize {
+        self.thr.len()
     }
+
+    fn split_at(self, item: usize) -> (Self, Self) {
+        TopK::split_at(self, item)
+    }
+}
+
+/// Chunks of `per` items each with their first item's offset, for parallel scans.
+fn chunks<S: ItemRange>(state: S, per: usize) -> Vec<(usize, S)> {
+    let mut out = Vec::new();
+    let mut rest = state;
+    let mut start = 0;
+    while rest.items() > 0 {
+        let take = per.min(rest.items());
+        let (head, tail) = rest.split_at(take);
+        out.push((start, head));
+        start += take;
+        rest = tail;
+    }
+    out
 }
 
 /// Rows of a `[rows, cols]` product block feed the top-k of row items; `skip_diag` skips `r == c`.
 fn scan_rows(block: &[f32], cols: usize, col0: u32, state: TopK, skip_diag: bool) {
     let per = state.thr.len().div_ceil(rayon::current_num_threads() * 4).max(1);
-    state.chunks(per).into_par_iter().for_each(|(r0, mut st)| {
+    chunks(state, per).into_par_iter().for_each(|(r0, mut st)| {
         for r in 0..st.thr.len() {
             let row = &block[(r0 + r) * cols..(r0 + r + 1) * cols];
             let mut thr = st.thr[r];
@@ -270,7 +286,7 @@ fn scan_rows(block: &[f32], cols: usize, col0: u32, state: TopK, skip_diag: bool
 /// in order; each parallel task owns a range of columns).
 fn scan_cols(block: &[f32], rows: usize, cols: usize, row0: u32, state: TopK) {
     let per = cols.div_ceil(rayon::current_num_threads() * 4).max(1);
-    state.chunks(per).into_par_iter().for_each(|(c0, mut st)| {
+    chunks(state, per).into_par_iter().for_each(|(c0, mut st)| {
         let width = st.thr.len();
         for r in 0..rows {
             let seg = &block[r * cols + c0..r * cols + c0 + width];
@@ -613,6 +629,16 @@ fn keep_largest(slots: &mut [(f32, u32)], c: usize) -> f32 {
     slots[c - 1].0
 }
 
+impl ItemRange for Pool<'_> {
+    fn items(&self) -> usize {
+        self.thr.len()
+    }
+
+    fn split_at(self, item: usize) -> (Self, Self) {
+        Pool::split_at(self, item)
+    }
+}
+
 impl<'a> Pool<'a> {
     #[inline]
     fn push(&mut self, item: usize, key: f32, id: u32) {
@@ -638,21 +664,6 @@ impl<'a> Pool<'a> {
 
     fn range(self, start: usize, count: usize) -> Pool<'a> {
         self.split_at(start).1.split_at(count).0
-    }
-
-    /// Chunks of `per` items each, for parallel scans.
-    fn chunks(self, per: usize) -> Vec<(usize, Pool<'a>)> {
-        let mut out = Vec::new();
-        let mut rest = self;
-        let mut start = 0;
-        while !rest.thr.is_empty() {
-            let take = per.min(rest.thr.len());
-            let (head, tail) = rest.split_at(take);
-            out.push((start, head));
-            start += take;
-            rest = tail;
-        }
-        out
     }
 }
 
@@ -778,7 +789,7 @@ fn screen_diagonal(block: &[i32], cols: usize, i0: usize, qz: &Quantised, state:
     let per = state.thr.len().div_ceil(rayon::current_num_threads() * 4).max(1);
     let col_terms = qz.cols(j0, cols);
     let fast = avx2();
-    state.chunks(per).into_par_iter().for_each(|(r0, mut st)| {
+    chunks(state, per).into_par_iter().for_each(|(r0, mut st)| {
         for r in 0..st.thr.len() {
             let a = qz.row(i0 + r0 + r);
             let row = &block[(r0 + r) * cols..(r0 + r + 1) * cols];
@@ -813,9 +824,9 @@ fn prefetch(v: &[i32]) {
 fn screen_both(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised, rows_pool: Pool, cols_pool: Pool) {
     let parts = rayon::current_num_threads() * 4;
     let per_rows = rows_pool.thr.len().div_ceil(parts).max(1);
-    let row_parts: Vec<Mutex<(usize, Pool)>> = rows_pool.chunks(per_rows).into_iter().map(Mutex::new).collect();
+    let row_parts: Vec<Mutex<(usize, Pool)>> = chunks(rows_pool, per_rows).into_iter().map(Mutex::new).collect();
     let col_parts: Vec<Mutex<(usize, Pool)>> =
-        cols_pool.chunks(cols.div_ceil(parts).max(1)).into_iter().map(Mutex::new).collect();
+        chunks(cols_pool, cols.div_ceil(parts).max(1)).into_iter().map(Mutex::new).collect();
     let m = row_parts.len().max(col_parts.len());
     let fast = avx2();
     for phase in 0..m {
