@@ -42,7 +42,10 @@ fn main() {
         }
     };
     let screen = std::env::var("BENCH_SCREEN").map_or(true, |v| v != "0");
-    let opts = KnnOptions { screen, ..KnnOptions::new(10, Metric::Cosine, device) };
+    let opts = KnnOptions {
+        screen: if screen { knn::Screen::Auto } else { knn::Screen::Never },
+        ..KnnOptions::new(10, Metric::Cosine, device)
+    };
     let t0 = Instant::now();
     let (knn, stats) = knn::exact_knn_with_stats(&x, n, d, &opts, &Hooks::none()).unwrap();
     let t_knn = t0.elapsed().as_secs_f64();

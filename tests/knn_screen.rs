@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tch::Device;
 use torchlight::analysis::Hooks;
-use torchlight::analysis::knn::{self, Knn, KnnOptions, Metric, ScreenStats};
+use torchlight::analysis::knn::{self, Knn, KnnOptions, Metric, Screen, ScreenStats};
 use torchlight::npy;
 
 fn fixture(name: &str) -> (Vec<f32>, usize, usize) {
@@ -35,6 +35,7 @@ impl Rng {
 }
 
 fn opts(k: usize, block: usize, screen: bool) -> KnnOptions {
+    let screen = if screen { Screen::Always } else { Screen::Never };
     KnnOptions { block, screen, ..KnnOptions::new(k, Metric::Cosine, Device::Cpu) }
 }
 
@@ -212,28 +213,51 @@ fn progress_reports_the_items_without_a_proof_and_cancel_stops() {
     assert!(knn::exact_knn(&x, n, d, &opts(10, 0, true), &cancel).is_err());
 }
 
+/// `n` points around 4 random centres with uniform noise of the given size.
+fn clusters(seed: u64, n: usize, d: usize, noise: f32) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    let centres = rng.rows(4, d);
+    (0..n).flat_map(|i| (0..d).map(|j| centres[(i % 4) * d + j] + noise * rng.next()).collect::<Vec<_>>()).collect()
+}
+
 #[test]
 fn items_without_a_proof_are_searched_exactly_few_or_many() {
-    let clusters = |seed: u64, d: usize, noise: f32| {
-        let mut rng = Rng(seed);
-        let centres = rng.rows(4, d);
-        (0..1500)
-            .flat_map(|i| (0..d).map(|j| centres[(i % 4) * d + j] + noise * rng.next()).collect::<Vec<_>>())
-            .collect()
-    };
     let n = 1500;
     // Noisy clusters crowd the similarities together, so for some items int8 cannot separate the k-th
     // neighbour from the rest: their rows are searched exactly ...
-    let x: Vec<f32> = clusters(13, 128, 0.5);
+    let x: Vec<f32> = clusters(13, n, 128, 0.5);
     let (s, stats, p) = both(&x, n, 128, 10, 400);
     assert_same(&s, &p, "some without a proof");
     assert!(stats.rescanned > 0 && stats.rescanned * 5 <= n * 2, "{} of {n} without a proof", stats.rescanned);
     // ... and tighter ones in more dimensions leave most items without one: the f32 scan of all items
     // replaces the screen's result.
-    let x: Vec<f32> = clusters(17, 256, 0.3);
+    let x: Vec<f32> = clusters(17, n, 256, 0.3);
     let (s, stats, p) = both(&x, n, 256, 10, 400);
     assert_same(&s, &p, "most without a proof");
     assert_eq!(stats.rescanned, n);
+}
+
+/// The default (`Screen::Auto`) asks a pilot of a few items first: where it predicts that most items would end
+/// without a proof, the plain f32 path runs from the start; where the screen works, it runs.
+#[test]
+fn auto_screen_declines_only_where_most_items_would_lack_a_proof() {
+    let auto = |x: &[f32], n: usize, d: usize| {
+        let opts = KnnOptions { screen: Screen::Auto, ..KnnOptions::new(10, Metric::Cosine, Device::Cpu) };
+        let (found, stats) = knn::exact_knn_with_stats(x, n, d, &opts, &Hooks::none()).unwrap();
+        (found, stats.expect("finite CPU cosine data"))
+    };
+    let (n, d) = (2400, 256);
+    let x = clusters(17, n, d, 0.3);
+    let (found, stats) = auto(&x, n, d);
+    assert!(stats.declined, "tight noisy clusters: {stats:?}");
+    let plain = knn::exact_knn(&x, n, d, &opts(10, 0, false), &Hooks::none()).unwrap();
+    assert_eq!((found.ids, found.dists), (plain.ids, plain.dists), "the declined screen is the f32 path");
+
+    let (x, n, d) = fixture("fashion_x.npy.gz");
+    let (found, stats) = auto(&x, n, d);
+    assert!(!stats.declined && stats.rescanned * 10 < n, "Fashion-MNIST pixels: {stats:?}");
+    let plain = knn::exact_knn(&x, n, d, &opts(10, 0, false), &Hooks::none()).unwrap();
+    assert_same(&found, &plain, "auto on Fashion-MNIST");
 }
 
 /// Every test above again, in a child process whose hot loops take the portable code (no AVX2), as on a CPU
@@ -250,5 +274,5 @@ fn portable_loops_give_the_same_results() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("test result: ok. 9 passed"), "{stdout}");
+    assert!(stdout.contains("test result: ok. 10 passed"), "{stdout}");
 }
