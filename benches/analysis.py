@@ -9,7 +9,8 @@ warm-up run), with the trustworthiness (k = 10, cosine) of both layouts; Fashion
 
 Needs cleanlab, annoy, umap-learn, scikit-learn, numpy (the team's /work/pyref) and Fashion-MNIST under
 /usr/share/datasets/fashion-mnist.
-Runs `cargo bench --bench analysis` for torchlight's side (build it first: `cargo bench --bench analysis --no-run`).
+Runs `cargo bench --bench analysis` for torchlight's side (build it first: `cargo bench --bench analysis --no-run`);
+torchlight's kNN + scores time is the median of BENCH_REPEAT runs (default 5) in one process, cleanlab's one run.
 """
 
 import gzip
@@ -35,6 +36,7 @@ def torchlight(n, out, layout=None, screen=True):
     # libtorch's OpenMP threads sleep when idle, as the torchlight binary arranges for itself.
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     env["BENCH_SCREEN"] = "1" if screen else "0"
+    env.setdefault("BENCH_REPEAT", "5")
     res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -89,9 +91,11 @@ def main():
         # 1-minute load average before torchlight and after cleanlab: above ~1.5 another process shares the 2 cores.
         load = f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
         print(f"{what}: {n} x {x.shape[1]}, {tl['threads']} threads, torchlight on {tl['device']}, {load}")
-        print(f"  torchlight exact kNN + outlier scores: {t:.2f} s (kNN {tl['knn_s']:.2f} s; int8 screen, "
-              f"{tl['rescanned']} items searched exactly without a proof)")
-        print(f"  the same with plain f32 products:      {t_f32:.2f} s  ({t_f32 / t:.1f}x slower than the screen)")
+        screen = ("screen declined by the pilot, plain f32" if tl["declined"] else
+                  f"int8 screen, {tl['rescanned']} items searched exactly without a proof")
+        print(f"  torchlight exact kNN + outlier scores: {t:.3f} s, median of {tl['runs']} (fastest {tl['fastest_s']:.3f} s; "
+              f"kNN {tl['knn_s']:.3f} s; {screen})")
+        print(f"  the same with plain f32 products:      {t_f32:.3f} s  ({t_f32 / t:.1f}x slower than the default)")
         print(f"  cleanlab OutOfDistribution.fit_score:  {t_cleanlab:.2f} s  -> {t_cleanlab / t:.1f}x "
               f"(f32 products: {t_cleanlab / t_f32:.1f}x)")
         print(f"  Annoy 100 trees build + query all:     {t_build:.2f} + {t_query:.2f} s  -> {(t_build + t_query) / t:.1f}x")
