@@ -549,9 +549,9 @@ fn quantise_row(ur: &[f32], mu: &[f64], qr: &mut [i8], w: &mut [f64]) -> RowQuan
     let mut max = [0f64; 8];
     let mut p = [0f64; 8];
     let full = ur.len() / 8 * 8;
-    for ((u8, m8), w8) in ur.chunks_exact(8).zip(mu.chunks_exact(8)).zip(w.chunks_exact_mut(8)) {
+    for ((ur8, mu8), w8) in ur.chunks_exact(8).zip(mu.chunks_exact(8)).zip(w.chunks_exact_mut(8)) {
         for t in 0..8 {
-            let (ui, mi) = (f64::from(u8[t]), m8[t]);
+            let (ui, mi) = (f64::from(ur8[t]), mu8[t]);
             w8[t] = ui - mi;
             let a = (ui - mi).abs();
             max[t] = if a > max[t] { a } else { max[t] };
@@ -1081,7 +1081,8 @@ fn screened_cpu(
 /// Frees large buffers on another thread: handing 50 MB back to the OS takes milliseconds (2% of a 10k x
 /// 1280 search) that the caller need not wait for.
 fn free_later<T: Send + 'static>(buffers: T) {
-    std::thread::spawn(move || drop(buffers));
+    // Where no thread can be started, the closure (and the buffers with it) is dropped right here.
+    let _ = std::thread::Builder::new().name("free".into()).spawn(move || drop(buffers));
 }
 
 /// Up to this many items are searched exactly by `few_rows`; more go through libtorch's blocked products.
@@ -1255,7 +1256,7 @@ fn pairs_of<'a>(n: usize, cand: impl Fn(usize) -> &'a [(f32, u32)]) -> Pairs {
     Pairs { start, pairs }
 }
 
-/// Bytes of rows one pass of `candidate_sims` keeps hot: both cores share the L3 cache (32 MiB on the machines
+/// Bytes of rows one pass of `pair_sims` keeps hot: both cores share the L3 cache (32 MiB on the machines
 /// measured), which must also hold the item rows streaming past.
 const RERANK_BLOCK_BYTES: usize = 12 << 20;
 
