@@ -1053,20 +1053,16 @@ fn screened_cpu(
         let cand = symmetric_cpu(x, n, d, k, opts.block, hooks)?;
         return Ok((cand, ScreenStats { candidates: c, rescanned: n, declined: false }));
     }
-    if !unproven.is_empty() && unproven.len() <= FEW_ROWS {
-        let found = few_rows(&u, d, &unproven, k);
-        for (r, &a) in unproven.iter().enumerate() {
-            let a = a as usize;
-            ids[a * k..(a + 1) * k].copy_from_slice(&found.ids[r * k..(r + 1) * k]);
-            sims[a * k..(a + 1) * k].copy_from_slice(&found.sims[r * k..(r + 1) * k]);
-        }
-    } else if !unproven.is_empty() {
-        // SAFETY: `u` holds n * d f32 values and outlives `xt`, which search_blocks only reads.
-        let xt = unsafe {
-            Tensor::f_from_blob(u.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
+    if !unproven.is_empty() {
+        let found = if unproven.len() <= FEW_ROWS {
+            few_rows(&u, d, &unproven, k)
+        } else {
+            // SAFETY: `u` holds n * d f32 values and outlives `xt`, which search_blocks only reads.
+            let xt = unsafe {
+                Tensor::f_from_blob(u.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
+            };
+            search_blocks(&xt, None, &unproven, k, opts, "neighbours: exact search", hooks)?
         };
-        let found = search_blocks(&xt, None, &unproven, k, opts, "neighbours: exact search", hooks)?;
-        drop(xt);
         for (r, &a) in unproven.iter().enumerate() {
             let a = a as usize;
             ids[a * k..(a + 1) * k].copy_from_slice(&found.ids[r * k..(r + 1) * k]);
@@ -1146,7 +1142,9 @@ fn screen_max_share(d: usize) -> f64 {
 fn pilot_unproven_share(u: &[f32], qz: &Quantised, d: usize, k: usize, c: usize, proof: &KeyBounds) -> f64 {
     let n = u.len() / d;
     let sample: Vec<usize> = (0..PILOT_ITEMS).map(|i| i * n / PILOT_ITEMS).collect();
-    // The sample's int8 rows widened to i16 once (vector multiply-adds take i16).
+    // Products in Rust rather than libtorch's `_int_mm`: a new shape there costs ~12 ms of kernel generation,
+    // more than these 16 rows of products. The sample's int8 rows are widened to i16 once (vector
+    // multiply-adds take i16).
     let rows: Vec<i16> = sample.iter().flat_map(|&a| qz.q[a * d..(a + 1) * d].iter().map(|&v| i16::from(v))).collect();
     // Items outermost, so that the int8 rows stream past once while the sample's rows stay in the cache.
     let fast = avx2();
@@ -1347,10 +1345,7 @@ fn search_blocks(
         let q_ids: Vec<i64> = chunk.iter().map(|&q| i64::from(q)).collect();
         let q_idx = Tensor::from_slice(&q_ids).to_device(dev);
         let q = xt.index_select(0, &q_idx);
-        // On the CPU the large operand goes first: as the right one, the BLAS would copy all of it into
-        // packed panels for every block of queries.
-        let mut s =
-            if dev == Device::Cpu && chunk.len() <= 64 { xt.mm(&q.tr()).tr().contiguous() } else { q.mm(&xt.tr()) };
+        let mut s = q.mm(&xt.tr());
         if let Some(bias) = bias {
             s -= bias;
         }
