@@ -16,8 +16,8 @@
 //! All paths then recompute the distances of the chosen candidates in f64 from the raw vectors (exact
 //! duplicates come out at exactly 0, as cleanlab's correction makes them) and sort by (distance, id).
 //! Memory is bounded by the block size: the normalised matrix itself, one `B x B` product (CPU) or one
-//! `bq x N` product (GPU), and `N x k` results; the screen adds the `N x d` int8 matrix and `N x 2c`
-//! candidate slots.
+//! `bq x N` product (GPU), and `N x k` results; the screen holds the `N x d` int8 matrix and `N x 2c`
+//! candidate slots instead of the normalised matrix (`UnitRows`).
 
 use std::sync::Mutex;
 
@@ -196,10 +196,76 @@ fn normalised_rows(x: &[f32], d: usize) -> Vec<f32> {
 /// Scales a row to unit norm (the norm summed in f64; a zero row stays zero).
 #[inline(always)]
 fn normalise(row: &mut [f32]) {
+    let inv = inv_norm(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The f32 factor that scales `row` to unit length (1 for a zero row, which stays zero).
+#[inline(always)]
+fn inv_norm(row: &[f32]) -> f32 {
     let norm = sum8(row.len(), |i| f64::from(row[i]) * f64::from(row[i])).sqrt();
-    if norm > 0.0 {
-        let inv = (1.0 / norm) as f32;
-        row.iter_mut().for_each(|v| *v *= inv);
+    if norm > 0.0 { (1.0 / norm) as f32 } else { 1.0 }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn inv_norm_avx2(row: &[f32]) -> f32 {
+    inv_norm(row)
+}
+
+/// The unit rows `u_a = x_a / |x_a|` of the screen, kept as `x` and one factor per row: an element is
+/// computed where it is used, as `x_a[i] inv_a` in f32, the very value `normalise` stores, so every product
+/// and quantisation of these rows equals that of stored ones. Not storing them saves an n x d matrix (51 MB
+/// at 10k x 1280, 3 GB at 1M x 768) and its page faults; the products that read them are bound by memory
+/// traffic, which is the same.
+struct UnitRows<'a> {
+    x: &'a [f32],
+    inv: Vec<f32>,
+    d: usize,
+}
+
+impl<'a> UnitRows<'a> {
+    fn new(x: &'a [f32], d: usize) -> UnitRows<'a> {
+        let fast = avx2();
+        let inv = x
+            .par_chunks(d)
+            .map(|row| {
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+                    return unsafe { inv_norm_avx2(row) };
+                }
+                let _ = fast;
+                inv_norm(row)
+            })
+            .collect();
+        UnitRows { x, inv, d }
+    }
+
+    fn n(&self) -> usize {
+        self.inv.len()
+    }
+
+    fn raw(&self, a: usize) -> &[f32] {
+        &self.x[a * self.d..(a + 1) * self.d]
+    }
+
+    /// Row `a` into `out`.
+    fn row_into(&self, a: usize, out: &mut [f32]) {
+        let inv = self.inv[a];
+        out.iter_mut().zip(self.raw(a)).for_each(|(o, &v)| *o = v * inv);
+    }
+
+    /// `u_a . u_b`, as `dot` of the stored rows gives it.
+    fn dot(&self, a: usize, b: usize, avx2: bool) -> f32 {
+        dot_scaled(self.raw(a), self.inv[a], self.raw(b), self.inv[b], avx2)
+    }
+
+    /// All rows, stored.
+    fn to_vec(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.x.len()];
+        out.par_chunks_mut(self.d).enumerate().for_each(|(a, row)| self.row_into(a, row));
+        out
     }
 }
 
@@ -469,14 +535,15 @@ fn upper_f32(v: f64) -> f32 {
     if f64::from(f) < v { f.next_up() } else { f }
 }
 
-fn quantise(u: &[f32], n: usize, d: usize) -> Quantised {
+fn quantise(u: &UnitRows, n: usize, d: usize) -> Quantised {
     let fast = avx2();
-    let sums = u
-        .par_chunks(d * 256)
-        .map(|rows| {
-            let mut s = vec![0f64; d];
-            for row in rows.chunks_exact(d) {
-                s.iter_mut().zip(row).for_each(|(a, &v)| *a += f64::from(v));
+    let sums = (0..n.div_ceil(256))
+        .into_par_iter()
+        .map(|chunk| {
+            let (mut s, mut row) = (vec![0f64; d], vec![0f32; d]);
+            for a in chunk * 256..(chunk * 256 + 256).min(n) {
+                u.row_into(a, &mut row);
+                s.iter_mut().zip(&row).for_each(|(a, &v)| *a += f64::from(v));
             }
             s
         })
@@ -492,10 +559,11 @@ fn quantise(u: &[f32], n: usize, d: usize) -> Quantised {
     let mut q = vec![0i8; n * d];
     let rows: Vec<RowQuant> = q
         .par_chunks_mut(d)
-        .zip(u.par_chunks(d))
+        .enumerate()
         .map_init(
-            || vec![0f64; d],
-            |w, (qr, ur)| {
+            || (vec![0f64; d], vec![0f32; d]),
+            |(w, ur), (a, qr)| {
+                u.row_into(a, ur);
                 #[cfg(target_arch = "x86_64")]
                 if fast {
                     // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
@@ -633,14 +701,16 @@ fn avx2() -> bool {
 
 /// f32 dot product with 16 running sums, which the compiler vectorises. Any order of summation, with or
 /// without fused multiply-adds, obeys the gamma_d bound the proof uses.
+/// The factors `ia`, `ib` scale each element first (`UnitRows`); a factor of 1 leaves it as it is.
 #[inline(always)]
-fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+fn dot_body<const FMA: bool>(a: &[f32], ia: f32, b: &[f32], ib: f32) -> f32 {
     let mut acc = [0f32; 16];
     let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| (x * ia) * (y * ib)).sum();
     for (x, y) in a16.zip(b16) {
         for t in 0..16 {
-            acc[t] = if FMA { x[t].mul_add(y[t], acc[t]) } else { acc[t] + x[t] * y[t] };
+            let (x, y) = (x[t] * ia, y[t] * ib);
+            acc[t] = if FMA { x.mul_add(y, acc[t]) } else { acc[t] + x * y };
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -648,18 +718,23 @@ fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_body::<true>(a, b)
+fn dot_avx2(a: &[f32], ia: f32, b: &[f32], ib: f32) -> f32 {
+    dot_body::<true>(a, ia, b, ib)
 }
 
 fn dot(a: &[f32], b: &[f32], avx2: bool) -> f32 {
+    dot_scaled(a, 1.0, b, 1.0, avx2)
+}
+
+/// `(a ia) . (b ib)`, each element scaled in f32 before the product.
+fn dot_scaled(a: &[f32], ia: f32, b: &[f32], ib: f32, avx2: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is true only where the CPU has AVX2 and FMA (`avx2()`).
-        return unsafe { dot_avx2(a, b) };
+        return unsafe { dot_avx2(a, ia, b, ib) };
     }
     let _ = avx2;
-    dot_body::<false>(a, b)
+    dot_body::<false>(a, ia, b, ib)
 }
 
 /// Per item up to `2c` (key, id) slots: pushes append, and a pool that reaches its `limit` drops the keys at
@@ -1025,7 +1100,7 @@ fn screened_cpu(
     opts: &KnnOptions,
     hooks: &Hooks,
 ) -> Result<(Candidates, ScreenStats), AnalysisError> {
-    let u = normalised_rows(x, d);
+    let u = UnitRows::new(x, d);
     let qz = quantise(&u, n, d);
     let c = (k + screen_extra(n)).min(n - 1);
     let cap = 2 * c;
@@ -1062,7 +1137,7 @@ fn screened_cpu(
     // The re-rank in two rounds of f32 products: first each item's k best keys; then the candidates after
     // them whose bound reaches the k-th similarity found so far (the rest cannot be among the k nearest).
     let first = pairs_of(n, |a| &cands(a)[..k.min(cands(a).len())]);
-    let first_sims = pair_sims(&u, d, &first.pairs);
+    let first_sims = pair_sims(&u, &first.pairs);
     let more: Vec<usize> = (0..n)
         .into_par_iter()
         .map(|a| {
@@ -1077,7 +1152,7 @@ fn screened_cpu(
         let (cand, from) = (cands(a), first.start[a + 1] - first.start[a]);
         &cand[from..from + more[a]]
     });
-    let second_sims = pair_sims(&u, d, &second.pairs);
+    let second_sims = pair_sims(&u, &second.pairs);
     let mut ids = vec![u32::MAX; n * k];
     let mut sims = vec![f32::NEG_INFINITY; n * k];
     let proven: Vec<bool> = ids
@@ -1119,8 +1194,9 @@ fn screened_cpu(
     }
     if !unproven.is_empty() {
         let found = if unproven.len() <= FEW_ROWS {
-            few_rows(&u, d, &unproven, k)
+            few_rows(&u, &unproven, k)
         } else {
+            let u = u.to_vec();
             // SAFETY: `u` holds n * d f32 values and outlives `xt`, which search_blocks only reads.
             let xt = unsafe {
                 Tensor::f_from_blob(u.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
@@ -1134,7 +1210,7 @@ fn screened_cpu(
         }
     }
     let stats = ScreenStats { candidates: c, rescanned: unproven.len(), declined: false };
-    free_later((u, qz));
+    free_later(qz);
     Ok((Candidates { queries: (0..n as u32).collect(), ids, sims }, stats))
 }
 
@@ -1151,20 +1227,26 @@ const FEW_ROWS: usize = 64;
 /// Exact rows of a few items against all items (each excluding itself), the k best by (similarity, then
 /// smaller id). The items stream past once with the few rows in the cache; a BLAS call would first copy the
 /// whole matrix into packed panels, which costs more than these products.
-fn few_rows(u: &[f32], d: usize, queries: &[u32], k: usize) -> Candidates {
-    let n = u.len() / d;
+fn few_rows(u: &UnitRows, queries: &[u32], k: usize) -> Candidates {
+    let (n, d) = (u.n(), u.d);
     let nq = queries.len();
     let fast = avx2();
+    let mut rows = vec![0f32; nq * d];
+    for (row, &a) in rows.chunks_mut(d).zip(queries) {
+        u.row_into(a as usize, row);
+    }
     let mut all = vec![0f32; n * nq];
-    all.par_chunks_mut(nq * 64).enumerate().for_each(|(chunk, out)| {
-        for (r, out) in out.chunks_mut(nq).enumerate() {
-            let b = chunk * 64 + r;
-            let ub = &u[b * d..(b + 1) * d];
-            for (o, &a) in out.iter_mut().zip(queries) {
-                *o = dot(&u[a as usize * d..(a as usize + 1) * d], ub, fast);
+    all.par_chunks_mut(nq * 64).enumerate().for_each_init(
+        || vec![0f32; d],
+        |ub, (chunk, out)| {
+            for (r, out) in out.chunks_mut(nq).enumerate() {
+                u.row_into(chunk * 64 + r, ub);
+                for (o, ua) in out.iter_mut().zip(rows.chunks(d)) {
+                    *o = dot(ua, ub, fast);
+                }
             }
-        }
-    });
+        },
+    );
     let rows: Vec<Vec<(f32, u32)>> = queries
         .par_iter()
         .enumerate()
@@ -1203,8 +1285,8 @@ fn screen_max_share(d: usize) -> f64 {
 /// The share of `PILOT_ITEMS` evenly spaced items that the screen would leave without a proof, by the re-rank's
 /// own test: each item's keys against all items (the row direction of the scan), the c-th largest as the
 /// threshold, the exact f32 similarities of the c best, and the threshold's bound against their k-th.
-fn pilot_unproven_share(u: &[f32], qz: &Quantised, d: usize, k: usize, c: usize, proof: &KeyBounds) -> f64 {
-    let n = u.len() / d;
+fn pilot_unproven_share(u: &UnitRows, qz: &Quantised, d: usize, k: usize, c: usize, proof: &KeyBounds) -> f64 {
+    let n = u.n();
     let sample: Vec<usize> = (0..PILOT_ITEMS).map(|i| i * n / PILOT_ITEMS).collect();
     // Products in Rust rather than libtorch's `_int_mm`: a new shape there costs ~12 ms of kernel generation,
     // more than these 16 rows of products. The sample's int8 rows are widened to i16 once (vector
@@ -1239,9 +1321,7 @@ fn pilot_unproven_share(u: &[f32], qz: &Quantised, d: usize, k: usize, c: usize,
                 .collect();
             keys.select_nth_unstable_by(c - 1, |x, y| y.0.total_cmp(&x.0));
             let tau = keys[c - 1].0;
-            let ua = &u[a * d..(a + 1) * d];
-            let mut sims: Vec<f32> =
-                keys[..c].iter().map(|&(_, b)| dot(ua, &u[b as usize * d..(b as usize + 1) * d], fast)).collect();
+            let mut sims: Vec<f32> = keys[..c].iter().map(|&(_, b)| u.dot(a, b as usize, fast)).collect();
             let kth = *sims.select_nth_unstable_by(k - 1, |x, y| y.total_cmp(x)).1;
             f64::from(tau) + proof.margin(a) >= f64::from(kth)
         })
@@ -1343,8 +1423,8 @@ const RERANK_BLOCK_BYTES: usize = 12 << 20;
 /// f32 similarities of the (item, candidate) pairs, computed in passes over blocks of candidate rows that
 /// stay in the cache while the item rows stream past once per pass. In item order each product would fetch
 /// its candidate row from memory (5 KB for 1280-d): that made the re-rank memory-bound.
-fn pair_sims(u: &[f32], d: usize, pairs: &[(u32, u32)]) -> Vec<f32> {
-    let n = u.len() / d.max(1);
+fn pair_sims(u: &UnitRows, pairs: &[(u32, u32)]) -> Vec<f32> {
+    let (n, d) = (u.n(), u.d);
     let per_block = (RERANK_BLOCK_BYTES / (4 * d.max(1))).max(1);
     let blocks = n.div_ceil(per_block).max(1);
     // Counting sort by the candidate's block, stable (items ascending within each block).
@@ -1368,8 +1448,7 @@ fn pair_sims(u: &[f32], d: usize, pairs: &[(u32, u32)]) -> Vec<f32> {
         let range = block_start[blk]..block_start[blk + 1];
         sims_sorted[range.clone()].par_chunks_mut(1024).zip(sorted[range].par_chunks(1024)).for_each(|(out, pairs)| {
             for (o, &(a, b, _)) in out.iter_mut().zip(pairs) {
-                let (a, b) = (a as usize, b as usize);
-                *o = dot(&u[a * d..(a + 1) * d], &u[b * d..(b + 1) * d], fast);
+                *o = u.dot(a as usize, b as usize, fast);
             }
         });
     }
