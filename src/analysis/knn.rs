@@ -347,35 +347,91 @@ fn chunks<S: ItemRange>(state: S, per: usize) -> Vec<(usize, S)> {
 /// Rows of a `[rows, cols]` product block feed the top-k of row items; `skip_diag` skips `r == c`.
 fn scan_rows(block: &[f32], cols: usize, col0: u32, state: TopK, skip_diag: bool) {
     let per = state.thr.len().div_ceil(rayon::current_num_threads() * 4).max(1);
+    let fast = avx2();
     chunks(state, per).into_par_iter().for_each(|(r0, mut st)| {
-        for r in 0..st.thr.len() {
-            let row = &block[(r0 + r) * cols..(r0 + r + 1) * cols];
-            let mut thr = st.thr[r];
-            for (c, &v) in row.iter().enumerate() {
-                if v > thr && !(skip_diag && c == r0 + r) {
-                    st.push(r, v, col0 + c as u32);
-                    thr = st.thr[r];
+        let rows = &block[r0 * cols..(r0 + st.thr.len()) * cols];
+        let diag = skip_diag.then_some(r0);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+            return unsafe { rows_into_topk_avx2(rows, cols, col0, &mut st, diag) };
+        }
+        let _ = fast;
+        rows_into_topk(rows, cols, col0, &mut st, diag)
+    });
+}
+
+/// Each row `r` of `rows` into item r's top-k; with `diag = Some(c0)`, column `c0 + r` is the item itself.
+/// A chunk of values is compared at once (vectorised); only those above the threshold are looked at.
+#[inline(always)]
+fn rows_into_topk(rows: &[f32], cols: usize, col0: u32, st: &mut TopK, diag: Option<usize>) {
+    for (r, row) in rows.chunks_exact(cols).enumerate() {
+        for base in (0..cols).step_by(CHUNK) {
+            let (v, thr) = (chunk(row, base, f32::NEG_INFINITY), st.thr[r]);
+            let mut above = 0u32;
+            for (t, &v) in v.iter().enumerate() {
+                above |= u32::from(v > thr) << t;
+            }
+            while above != 0 {
+                let t = above.trailing_zeros() as usize;
+                above &= above - 1;
+                if v[t] > st.thr[r] && diag.is_none_or(|c0| base + t != c0 + r) {
+                    st.push(r, v[t], col0 + (base + t) as u32);
                 }
             }
         }
-    });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rows_into_topk_avx2(rows: &[f32], cols: usize, col0: u32, st: &mut TopK, diag: Option<usize>) {
+    rows_into_topk(rows, cols, col0, st, diag)
 }
 
 /// Columns of a `[rows, cols]` product block feed the top-k of column items (row by row, so memory is read
 /// in order; each parallel task owns a range of columns).
 fn scan_cols(block: &[f32], rows: usize, cols: usize, row0: u32, state: TopK) {
     let per = cols.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let fast = avx2();
     chunks(state, per).into_par_iter().for_each(|(c0, mut st)| {
-        let width = st.thr.len();
-        for r in 0..rows {
-            let seg = &block[r * cols + c0..r * cols + c0 + width];
-            for (c, &v) in seg.iter().enumerate() {
-                if v > st.thr[c] {
-                    st.push(c, v, row0 + r as u32);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: `fast` is true only where the CPU has AVX2 and FMA.
+            return unsafe { cols_into_topk_avx2(block, rows, cols, c0, row0, &mut st) };
+        }
+        let _ = fast;
+        cols_into_topk(block, rows, cols, c0, row0, &mut st)
+    });
+}
+
+/// Columns `c0..` of every row into the columns' top-k (`st` holds those columns' items).
+#[inline(always)]
+fn cols_into_topk(block: &[f32], rows: usize, cols: usize, c0: usize, row0: u32, st: &mut TopK) {
+    let width = st.thr.len();
+    for r in 0..rows {
+        let seg = &block[r * cols + c0..r * cols + c0 + width];
+        for base in (0..width).step_by(CHUNK) {
+            let (v, thr) = (chunk(seg, base, f32::NEG_INFINITY), chunk(st.thr, base, f32::INFINITY));
+            let mut above = 0u32;
+            for t in 0..CHUNK {
+                above |= u32::from(v[t] > thr[t]) << t;
+            }
+            while above != 0 {
+                let t = above.trailing_zeros() as usize;
+                above &= above - 1;
+                if v[t] > st.thr[base + t] {
+                    st.push(base + t, v[t], row0 + r as u32);
                 }
             }
         }
-    });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn cols_into_topk_avx2(block: &[f32], rows: usize, cols: usize, c0: usize, row0: u32, st: &mut TopK) {
+    cols_into_topk(block, rows, cols, c0, row0, st)
 }
 
 fn symmetric_cpu(
@@ -387,8 +443,10 @@ fn symmetric_cpu(
     hooks: &Hooks,
 ) -> Result<Candidates, AnalysisError> {
     let xn = normalised_rows(x, d);
-    let xt = Tensor::from_slice(&xn).view([n as i64, d as i64]);
-    drop(xn);
+    // SAFETY: `xn` holds n * d f32 values and outlives `xt`, which is dropped at the end of this function.
+    let xt = unsafe {
+        Tensor::f_from_blob(xn.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
+    };
     let target = if block > 0 { block } else { 2048 };
     let nblocks = n.div_ceil(target);
     let bsize = n.div_ceil(nblocks);
@@ -396,38 +454,34 @@ fn symmetric_cpu(
     let mut sims = vec![f32::NEG_INFINITY; n * k];
     let mut ids = vec![u32::MAX; n * k];
     let mut thr = vec![f32::NEG_INFINITY; n];
-    let total = nblocks * (nblocks + 1) / 2;
-    let mut done = 0;
-    let mut out = Tensor::empty([bsize as i64, bsize as i64], (Kind::Float, Device::Cpu));
-    for (bi, &(i0, i1)) in bounds.iter().enumerate() {
-        let xi = xt.narrow(0, i0 as i64, (i1 - i0) as i64);
-        for &(j0, j1) in &bounds[bi..] {
-            check_cancel(hooks)?;
-            let (rows, cols) = (i1 - i0, j1 - j0);
-            if out.size() != [rows as i64, cols as i64] {
-                out = Tensor::empty([rows as i64, cols as i64], (Kind::Float, Device::Cpu));
-            }
-            let xj = xt.narrow(0, j0 as i64, cols as i64);
-            let _ = xi.mm_out(&out, &xj.tr());
-            // SAFETY: `out` is a contiguous CPU f32 tensor of rows * cols elements, alive for this scope.
-            let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, rows * cols) };
-            let state = TopK { k, sims: &mut sims, ids: &mut ids, thr: &mut thr };
-            let (_, from_i) = state.split_at(i0);
-            let (row_state, rest) = from_i.split_at(i1 - i0);
-            if i0 == j0 {
-                scan_rows(prod, cols, j0 as u32, row_state, true);
-            } else {
-                let (_, from_j) = rest.split_at(j0 - i1);
-                let (col_state, _) = from_j.split_at(cols);
-                rayon::join(
-                    || scan_rows(prod, cols, j0 as u32, row_state, false),
-                    || scan_cols(prod, rows, cols, i0 as u32, col_state),
-                );
-            }
-            done += 1;
-            (hooks.progress)("neighbours", done, total);
+    let tasks = block_pairs(&bounds);
+    let total = tasks.len();
+    // One buffer for every product: each block's output is a contiguous view of its first rows * cols.
+    let buffer = Tensor::empty([(bsize * bsize) as i64], (Kind::Float, Device::Cpu));
+    for (done, &((i0, i1), (j0, j1))) in tasks.iter().enumerate() {
+        check_cancel(hooks)?;
+        let (rows, cols) = (i1 - i0, j1 - j0);
+        let out = buffer.narrow(0, 0, (rows * cols) as i64).view([rows as i64, cols as i64]);
+        let xi = xt.narrow(0, i0 as i64, rows as i64);
+        let xj = xt.narrow(0, j0 as i64, cols as i64);
+        let _ = xi.f_mm_out(&out, &xj.tr())?;
+        // SAFETY: `out` is a contiguous CPU f32 tensor of rows * cols elements, alive for this scope.
+        let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, rows * cols) };
+        let state = TopK { k, sims: &mut sims, ids: &mut ids, thr: &mut thr };
+        let (before_j, from_j) = state.split_at(j0);
+        if i0 == j0 {
+            scan_rows(prod, cols, j0 as u32, from_j.split_at(rows).0, true);
+        } else {
+            let row_state = before_j.split_at(i0).1.split_at(rows).0;
+            let col_state = from_j.split_at(cols).0;
+            rayon::join(
+                || scan_rows(prod, cols, j0 as u32, row_state, false),
+                || scan_cols(prod, rows, cols, i0 as u32, col_state),
+            );
         }
+        (hooks.progress)("neighbours", done + 1, total);
     }
+    drop((buffer, xt));
     Ok(Candidates { queries: (0..n as u32).collect(), ids, sims })
 }
 
