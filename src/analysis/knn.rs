@@ -447,26 +447,11 @@ fn symmetric_cpu(
     let xt = unsafe {
         Tensor::f_from_blob(xn.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
     };
-    let target = if block > 0 { block } else { 2048 };
-    let nblocks = n.div_ceil(target);
-    let bsize = n.div_ceil(nblocks);
-    let bounds: Vec<(usize, usize)> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
     let mut sims = vec![f32::NEG_INFINITY; n * k];
     let mut ids = vec![u32::MAX; n * k];
     let mut thr = vec![f32::NEG_INFINITY; n];
-    let tasks = block_pairs(&bounds);
-    let total = tasks.len();
-    // One buffer for every product: each block's output is a contiguous view of its first rows * cols.
-    let buffer = Tensor::empty([(bsize * bsize) as i64], (Kind::Float, Device::Cpu));
-    for (done, &((i0, i1), (j0, j1))) in tasks.iter().enumerate() {
-        check_cancel(hooks)?;
+    let scan = |prod: &[f32], (i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
         let (rows, cols) = (i1 - i0, j1 - j0);
-        let out = buffer.narrow(0, 0, (rows * cols) as i64).view([rows as i64, cols as i64]);
-        let xi = xt.narrow(0, i0 as i64, rows as i64);
-        let xj = xt.narrow(0, j0 as i64, cols as i64);
-        let _ = xi.f_mm_out(&out, &xj.tr())?;
-        // SAFETY: `out` is a contiguous CPU f32 tensor of rows * cols elements, alive for this scope.
-        let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const f32, rows * cols) };
         let state = TopK { k, sims: &mut sims, ids: &mut ids, thr: &mut thr };
         let (before_j, from_j) = state.split_at(j0);
         if i0 == j0 {
@@ -479,9 +464,9 @@ fn symmetric_cpu(
                 || scan_cols(prod, rows, cols, i0 as u32, col_state),
             );
         }
-        (hooks.progress)("neighbours", done + 1, total);
-    }
-    drop((buffer, xt));
+    };
+    symmetric_products(&xt, block, |a, b, out| a.f_mm_out(out, b), hooks, scan)?;
+    drop(xt);
     Ok(Candidates { queries: (0..n as u32).collect(), ids, sims })
 }
 
@@ -1085,10 +1070,47 @@ fn screen_both(block: &[i32], cols: usize, i0: usize, j0: usize, qz: &Quantised,
     }
 }
 
+/// A range of items, `start..end`.
+type Span = (usize, usize);
+
+/// Every product of the symmetric blocked scan of the rows of `m` (`symmetric_tasks`), by `mm(rows,
+/// columns^T, out)` into one reused buffer of `T`s, handed to `visit` with its row and column ranges.
+fn symmetric_products<T: tch::kind::Element>(
+    m: &Tensor,
+    block: usize,
+    mm: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor, tch::TchError>,
+    hooks: &Hooks,
+    mut visit: impl FnMut(&[T], Span, Span),
+) -> Result<(), AnalysisError> {
+    let (bsize, tasks) = symmetric_tasks(m.size()[0] as usize, block);
+    // One buffer for every product: each block's output is a contiguous view of its first rows * cols.
+    let buffer = Tensor::empty([(bsize * bsize) as i64], (T::KIND, Device::Cpu));
+    for (done, &((i0, i1), (j0, j1))) in tasks.iter().enumerate() {
+        check_cancel(hooks)?;
+        let (rows, cols) = (i1 - i0, j1 - j0);
+        let out = buffer.narrow(0, 0, (rows * cols) as i64).view([rows as i64, cols as i64]);
+        let _ = mm(&m.narrow(0, i0 as i64, rows as i64), &m.narrow(0, j0 as i64, cols as i64).tr(), &out)?;
+        // SAFETY: `out` is a contiguous CPU tensor of rows * cols elements of T's kind, alive for this scope.
+        let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const T, rows * cols) };
+        visit(prod, (i0, i1), (j0, j1));
+        (hooks.progress)("neighbours", done + 1, tasks.len());
+    }
+    Ok(())
+}
+
+/// The block size (`block`, or 2048 for 0, evened out over `n`) and the products of the symmetric scan.
+fn symmetric_tasks(n: usize, block: usize) -> (usize, Vec<(Span, Span)>) {
+    let target = if block > 0 { block } else { 2048 };
+    let nblocks = n.div_ceil(target);
+    let bsize = n.div_ceil(nblocks);
+    let bounds: Vec<(usize, usize)> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
+    (bsize, block_pairs(&bounds))
+}
+
 /// The products the symmetric scan needs, as (rows, columns) ranges with rows first: each block against
 /// itself and every later block. A block against itself is cut into quarters (the quarters' own squares
 /// plus their pairs), so that of the square's redundant lower half only the quarters' halves remain.
-fn block_pairs(bounds: &[(usize, usize)]) -> Vec<((usize, usize), (usize, usize))> {
+fn block_pairs(bounds: &[Span]) -> Vec<(Span, Span)> {
     let mut tasks = Vec::new();
     for (b, &(i0, i1)) in bounds.iter().enumerate() {
         let parts = 4.min(i1 - i0);
@@ -1115,32 +1137,17 @@ fn screen_blocks(
     let qt = unsafe {
         Tensor::f_from_blob(qz.q.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Int8, Device::Cpu)?
     };
-    let target = if block > 0 { block } else { 2048 };
-    let nblocks = n.div_ceil(target);
-    let bsize = n.div_ceil(nblocks);
-    let bounds: Vec<(usize, usize)> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
-    let tasks = block_pairs(&bounds);
-    let total = tasks.len();
-    // One buffer for every product: each block's output is a contiguous view of its first rows * cols.
-    let buffer = Tensor::empty([(bsize * bsize) as i64], (Kind::Int, Device::Cpu));
     let mut pool = pool;
-    for (done, &((i0, i1), (j0, j1))) in tasks.iter().enumerate() {
-        check_cancel(hooks)?;
+    let scan = |prod: &[i32], (i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
         let (rows, cols) = (i1 - i0, j1 - j0);
-        let out = buffer.narrow(0, 0, (rows * cols) as i64).view([rows as i64, cols as i64]);
-        let xi = qt.narrow(0, i0 as i64, rows as i64);
-        let xj = qt.narrow(0, j0 as i64, cols as i64);
-        let _ = xi.f_internal_int_mm_out(&out, &xj.tr())?;
-        // SAFETY: `out` is a contiguous CPU int32 tensor of rows * cols elements, alive for this scope.
-        let prod = unsafe { std::slice::from_raw_parts(out.data_ptr() as *const i32, rows * cols) };
         let (before_j, from_j) = pool.reborrow().split_at(j0);
         if i0 == j0 {
             screen_diagonal(prod, cols, i0, qz, from_j.range(0, rows));
         } else {
             screen_both(prod, cols, i0, j0, qz, before_j.range(i0, rows), from_j.range(0, cols));
         }
-        (hooks.progress)("neighbours", done + 1, total);
-    }
+    };
+    symmetric_products(&qt, block, |a, b, out| a.f_internal_int_mm_out(out, b), hooks, scan)?;
     Ok(())
 }
 
