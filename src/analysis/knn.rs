@@ -450,7 +450,7 @@ fn symmetric_cpu(
     let mut sims = vec![f32::NEG_INFINITY; n * k];
     let mut ids = vec![u32::MAX; n * k];
     let mut thr = vec![f32::NEG_INFINITY; n];
-    let scan = |prod: &[f32], (i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
+    let scan = |prod: &[f32], (i0, i1): Span, (j0, j1): Span| {
         let (rows, cols) = (i1 - i0, j1 - j0);
         let state = TopK { k, sims: &mut sims, ids: &mut ids, thr: &mut thr };
         let (before_j, from_j) = state.split_at(j0);
@@ -1103,7 +1103,7 @@ fn symmetric_tasks(n: usize, block: usize) -> (usize, Vec<(Span, Span)>) {
     let target = if block > 0 { block } else { 2048 };
     let nblocks = n.div_ceil(target);
     let bsize = n.div_ceil(nblocks);
-    let bounds: Vec<(usize, usize)> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
+    let bounds: Vec<Span> = (0..nblocks).map(|b| (b * bsize, ((b + 1) * bsize).min(n))).collect();
     (bsize, block_pairs(&bounds))
 }
 
@@ -1138,7 +1138,7 @@ fn screen_blocks(
         Tensor::f_from_blob(qz.q.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Int8, Device::Cpu)?
     };
     let mut pool = pool;
-    let scan = |prod: &[i32], (i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
+    let scan = |prod: &[i32], (i0, i1): Span, (j0, j1): Span| {
         let (rows, cols) = (i1 - i0, j1 - j0);
         let (before_j, from_j) = pool.reborrow().split_at(j0);
         if i0 == j0 {
@@ -1292,8 +1292,8 @@ fn few_rows(u: &UnitRows, queries: &[u32], k: usize) -> Candidates {
     let (n, d) = (u.n(), u.d);
     let nq = queries.len();
     let fast = avx2();
-    let mut rows = vec![0f32; nq * d];
-    for (row, &a) in rows.chunks_mut(d).zip(queries) {
+    let mut query_rows = vec![0f32; nq * d];
+    for (row, &a) in query_rows.chunks_mut(d).zip(queries) {
         u.row_into(a as usize, row);
     }
     let mut all = vec![0f32; n * nq];
@@ -1302,7 +1302,7 @@ fn few_rows(u: &UnitRows, queries: &[u32], k: usize) -> Candidates {
         |ub, (chunk, out)| {
             for (r, out) in out.chunks_mut(nq).enumerate() {
                 u.row_into(chunk * 64 + r, ub);
-                for (o, ua) in out.iter_mut().zip(rows.chunks(d)) {
+                for (o, ua) in out.iter_mut().zip(query_rows.chunks(d)) {
                     *o = dot(ua, ub, fast);
                 }
             }
