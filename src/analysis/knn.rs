@@ -260,13 +260,6 @@ impl<'a> UnitRows<'a> {
     fn dot(&self, a: usize, b: usize, avx2: bool) -> f32 {
         dot_scaled(self.raw(a), self.inv[a], self.raw(b), self.inv[b], avx2)
     }
-
-    /// All rows, stored.
-    fn to_vec(&self) -> Vec<f32> {
-        let mut out = vec![0f32; self.x.len()];
-        out.par_chunks_mut(self.d).enumerate().for_each(|(a, row)| self.row_into(a, row));
-        out
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1257,7 +1250,8 @@ fn screened_cpu(
         let found = if unproven.len() <= FEW_ROWS {
             few_rows(&u, &unproven, k)
         } else {
-            let u = u.to_vec();
+            // The same values as `UnitRows` computes, stored for libtorch.
+            let u = normalised_rows(x, d);
             // SAFETY: `u` holds n * d f32 values and outlives `xt`, which search_blocks only reads.
             let xt = unsafe {
                 Tensor::f_from_blob(u.as_ptr().cast(), &[n as i64, d as i64], &[d as i64, 1], Kind::Float, Device::Cpu)?
