@@ -1,6 +1,22 @@
-//! `torchlight-engine`: every subcommand, with libtorch loaded. Users run `torchlight` (core/src/main.rs), which
-//! runs browse and export itself and execs this binary for ingest, analyze, info and demo.
+//! `torchlight`, the command users run. Browse and export run here, in a process that never loads libtorch;
+//! ingest, analyze, info and demo are handed to `torchlight-engine` by exec (same pid, terminal, signals and
+//! exit status), after this binary has parsed the command line, so help and argument errors are instant too.
 
-fn main() -> color_eyre::Result<()> {
-    torchlight::cli::main()
+mod browse;
+mod export;
+
+use clap::Parser;
+use color_eyre::eyre::Result;
+use torchlight_cli::{Cli, Command, errors, exec};
+
+fn main() -> Result<()> {
+    errors::install()?;
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Browse(args) => browse::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Ingest(_) | Command::Analyze(_) | Command::Info(_) | Command::Demo(_) => {
+            exec::sibling(exec::ENGINE, std::env::args_os().skip(1))
+        }
+    }
 }

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::tmux::{Tmux, tmux_available};
-use torchlight::store::{Column, Store, TagKind, columns};
-use torchlight::synth::{self, SynthParams};
+use torchlight_store::{Column, Store, TagKind, columns};
+use torchlight_synth::{self as synth, SynthParams};
 
 /// The most anomalous item of the store's first space (the one browse opens on).
 fn first_space_argmin(store: &Store) -> u32 {
@@ -98,22 +98,20 @@ fn tmux_real_digits_ingest_browse_tag_and_export() {
     let bin_path = common::bin::torchlight();
     let bin = bin_path.to_str().expect("a UTF-8 path");
     let dir = tempfile::tempdir().unwrap();
-    let files = torchlight::demo::materialize(&dir.path().join("assets")).unwrap();
+    let images = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz");
     let store_dir = dir.path().join("store");
     // 300 real MNIST digits from the demo's IDX file; their pixels as precomputed embeddings (the model path
     // of ingest is not needed for what this test checks). Ingest runs the analysis at the end.
     const N: usize = 300;
     let mut idx = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(&files.images).unwrap()),
-        &mut idx,
-    )
-    .unwrap();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&images).unwrap()), &mut idx)
+        .unwrap();
     let pixels: Vec<f32> = idx[16..16 + N * 784].iter().map(|&p| f32::from(p) / 255.0).collect();
     let npy = dir.path().join("pixels.npy");
-    torchlight::npy::write_f32(std::fs::File::create(&npy).unwrap(), &[N, 784], &pixels).unwrap();
+    torchlight_store::npy::write_f32(std::fs::File::create(&npy).unwrap(), &[N, 784], &pixels).unwrap();
     let out = Command::new(bin)
-        .args(["ingest", files.images.to_str().unwrap(), "--format", "idx", "--limit", "300"])
+        .args(["ingest", images.to_str().unwrap(), "--format", "idx", "--limit", "300"])
         .args(["--store", store_dir.to_str().unwrap(), "--embeddings", &format!("pixels={}", npy.display())])
         .output()
         .unwrap();

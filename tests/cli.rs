@@ -1,6 +1,6 @@
 //! The binary: every subcommand has real help, info reports libtorch and stores, unfinished work says so.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -29,7 +29,7 @@ fn info_reports_libtorch_devices_and_store() {
     assert!(text.contains("devices: cpu"), "{text}");
     assert!(text.contains("none yet"), "{text}");
 
-    let store = torchlight::store::Store::create_or_open(dir.path()).unwrap();
+    let store = torchlight_store::Store::create_or_open(dir.path()).unwrap();
     let mut w = store.write_txn().unwrap();
     store.put_label_names(&mut w, &["cat".into(), "dog".into()]).unwrap();
     store.commit(w).unwrap();

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::tmux::{Tmux, tmux_available};
-use torchlight::store::{Store, TagKind};
-use torchlight::synth::{self, SynthParams};
+use torchlight_store::{Store, TagKind};
+use torchlight_synth::{self as synth, SynthParams};
 
 fn process_alive(pid: i32) -> bool {
     // Signal 0 checks existence; a zombie still counts until tmux reaps it, so also look at its state.
@@ -73,7 +73,7 @@ fn kill_9_right_after_tagging_keeps_the_tags() {
 
 /// The bad-input corpus: files a user's dataset folder may really contain. Generated here (not committed) so
 /// the cases stay readable; only the CMYK JPEG and the parquet files, which nothing in Rust here can write, are
-/// committed under tests/fixtures/bad_inputs/ with the script that made them.
+/// committed under crates/engine/tests/fixtures/bad_inputs/ with the script that made them.
 mod bad_inputs {
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -281,7 +281,7 @@ mod bad_inputs {
 }
 
 fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad_inputs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/engine/tests/fixtures/bad_inputs")
 }
 
 /// The corpus says what each case is; check it against the image crate itself (with decoder limits), so a
@@ -441,7 +441,7 @@ fn broken_datasets_are_refused_or_skipped_by_name() {
 /// Inputs the fuzzers found (fuzz/): each once made torchlight panic; now each is an error.
 #[test]
 fn fuzz_findings_are_errors_not_panics() {
-    use torchlight::store::{Column, decode_column, decode_column_row, encode_column};
+    use torchlight_store::{Column, decode_column, decode_column_row, encode_column};
     // store_column: junk in the padding bytes, and a partial last row.
     let mut blob = encode_column(&Column::F32 { width: 2, values: vec![1.0, 2.0, 3.0, 4.0] });
     assert!(decode_column("c", &blob).is_ok());

@@ -2,7 +2,7 @@
 //! (inotify watches the file), and the Hugging Face hub is contacted only for a hub id and never with
 //! HF_HUB_OFFLINE=1 (HF_ENDPOINT points at a local listener that counts connections).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -17,7 +17,7 @@ fn root() -> PathBuf {
 
 /// 10 real MNIST digits: the models are loaded (and refused) after the dataset opens.
 fn digits() -> String {
-    root().join("src/demo/assets/mnist-digits-images-idx3-ubyte.gz").to_string_lossy().into_owned()
+    root().join("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz").to_string_lossy().into_owned()
 }
 
 /// `torchlight ingest DIGITS --store STORE --limit 10 EXTRA...` with a clean hub environment plus `env`.
@@ -91,7 +91,7 @@ impl Drop for OpenWatch {
 /// a pickle (`pytorch_model.bin`). The pickle is a real one whose loading would run `os.system`.
 fn pickle_only_model(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let vit = root().join("tests/fixtures/models/hf/vit_bare");
+    let vit = root().join("crates/engine/tests/fixtures/models/hf/vit_bare");
     for f in ["config.json", "preprocessor_config.json"] {
         std::fs::copy(vit.join(f), dir.join(f)).unwrap();
     }

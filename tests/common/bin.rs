@@ -1,12 +1,16 @@
-//! The `torchlight` binary users run (package torchlight-core, no libtorch). `cargo test` at the repository
-//! root builds it beside this package's `torchlight-engine`, which it hands ingest, analyze, info and demo to,
-//! so tests go through the same two binaries a user does.
+//! The two binaries a user runs. `cargo test --release` at the repository root builds both (the workspace's
+//! default members), so these tests go through exactly what a user runs.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
 pub fn torchlight() -> PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_torchlight-engine")).with_file_name("torchlight");
+    PathBuf::from(env!("CARGO_BIN_EXE_torchlight"))
+}
+
+/// `torchlight-engine`, beside `torchlight`.
+pub fn engine() -> PathBuf {
+    let bin = torchlight().with_file_name("torchlight-engine");
     assert!(
         bin.is_file(),
         "{} is missing: run the tests from the repository root with `cargo test --release`, which builds both binaries",

@@ -1,3 +1,2 @@
 pub mod bin;
-pub mod fixtures;
 pub mod tmux;

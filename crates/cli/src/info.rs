@@ -1,0 +1,11 @@
+//! `torchlight info`: libtorch, devices and what a store holds.
+
+use clap::Args;
+
+use crate::StoreArg;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+}

@@ -1,0 +1,178 @@
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use color_eyre::eyre::{Result, WrapErr, eyre};
+
+use crate::demo::{self, DemoFiles, summary};
+use torchlight_cli::{Cli, Command, DemoArgs, exec};
+use torchlight_store::{Store, columns};
+
+/// The demo store: the platform data dir's torchlight/stores/demo (demo-N for --limit N, so a quick run never
+/// clobbers the full one).
+fn default_demo_store(limit: Option<usize>) -> Result<PathBuf> {
+    let default = torchlight_cli::default_store_dir()?;
+    let name = match limit {
+        Some(n) => format!("demo-{n}"),
+        None => "demo".to_string(),
+    };
+    Ok(default.with_file_name(name))
+}
+
+/// How far a previous run got with a demo store.
+#[derive(Debug, PartialEq)]
+enum Progress {
+    /// No store, or an ingest that did not finish: (re)run ingest, which resumes.
+    Ingest,
+    /// Both spaces embedded, analysis missing.
+    Analyze,
+    Done,
+}
+
+/// `expected`: the number of items a finished ingest holds (the digits, or --limit of them).
+fn progress(dir: &Path, expected: u32) -> Result<Progress> {
+    if !dir.join("data.mdb").exists() {
+        return Ok(Progress::Ingest);
+    }
+    let store = Store::open(dir)?;
+    let rtxn = store.read_txn()?;
+    // A --limit run never marks the dataset complete (records remain), so count the items instead.
+    let items = store.item_count(&rtxn)?;
+    let complete = store.dataset(&rtxn)?.is_some_and(|d| d.complete) || items >= expected;
+    let spaces = store.spaces(&rtxn)?;
+    let mut embedded = complete && items > 0;
+    let mut analysed = true;
+    for name in [demo::FOUNDATION_SPACE, demo::FINETUNED_SPACE] {
+        match spaces.iter().find(|s| s.name == name) {
+            Some(sp) => {
+                embedded &= store.embedding_count(&rtxn, sp.index)? == items;
+                analysed &=
+                    store.column(&rtxn, name, columns::OUTLIER_SCORE)?.is_some_and(|c| c.rows() == items as usize);
+            }
+            None => embedded = false,
+        }
+    }
+    Ok(match (embedded, analysed) {
+        (false, _) => Progress::Ingest,
+        (true, false) => Progress::Analyze,
+        (true, true) => Progress::Done,
+    })
+}
+
+/// Runs another subcommand exactly as if typed, so the demo goes through the same code and defaults as users.
+fn run_subcommand(argv: &[String]) -> Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("torchlight".to_string()).chain(argv.iter().cloned()))
+        .map_err(|e| eyre!("internal: the demo built an invalid command line {argv:?}: {e}"))?;
+    eprintln!("demo: torchlight {}", argv.join(" "));
+    match cli.command {
+        Command::Ingest(args) => super::ingest::run(*args),
+        Command::Analyze(args) => super::analyze::run(args),
+        other => Err(eyre!("internal: the demo does not run {other:?}")),
+    }
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn ingest_argv(files: &DemoFiles, store: &Path, device: &str, limit: Option<usize>) -> Vec<String> {
+    let mut argv = vec![
+        "ingest".to_string(),
+        path_arg(&files.images),
+        "--format".to_string(),
+        "idx".to_string(),
+        "--store".to_string(),
+        path_arg(store),
+        "--foundation".to_string(),
+        path_arg(&files.foundation_model),
+        "--finetuned".to_string(),
+        path_arg(&files.finetuned_model),
+        "--device".to_string(),
+        device.to_string(),
+    ];
+    if let Some(n) = limit {
+        argv.extend(["--limit".to_string(), n.to_string()]);
+    }
+    argv
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    // Fail on a bad --device before minutes of work.
+    crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    let assets = match &args.assets_dir {
+        Some(dir) => dir.clone(),
+        None => demo::default_cache_dir()?,
+    };
+    let files = demo::materialize(&assets)?;
+    let store_dir = match &args.store.store {
+        Some(dir) => dir.clone(),
+        None => default_demo_store(args.limit)?,
+    };
+    let expected = args.limit.map_or(demo::DIGITS, |n| n.min(demo::DIGITS)) as u32;
+    eprintln!(
+        "demo: {} MNIST digits, foundation EfficientNet-Lite0 (ImageNet), fine-tuned MNIST CNN; store {}",
+        expected,
+        store_dir.display()
+    );
+    let step =
+        progress(&store_dir, expected).wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
+    if step == Progress::Ingest {
+        run_subcommand(&ingest_argv(&files, &store_dir, &args.device, args.limit)).wrap_err("demo: ingest failed")?;
+    }
+    if progress(&store_dir, expected)? != Progress::Done {
+        let argv = ["analyze", "--store", &path_arg(&store_dir), "--device", &args.device].map(String::from);
+        run_subcommand(&argv).wrap_err("demo: analysis failed")?;
+    }
+    if progress(&store_dir, expected)? != Progress::Done {
+        return Err(eyre!(
+            "demo: the store {} is still missing embeddings or outlier scores after ingest and analysis",
+            store_dir.display()
+        ));
+    }
+    if args.no_browse {
+        let store = Store::open(&store_dir)?;
+        let s = summary::summarize(&store, args.top, 50)?;
+        print!("{}", summary::render(&s, args.top));
+        Ok(())
+    } else {
+        // The browser runs in the binary without libtorch, which this process becomes.
+        exec::sibling(exec::LIGHT, ["browse".into(), "--store".into(), store_dir.into_os_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_command_lines_parse() {
+        let files = DemoFiles {
+            dir: "/c".into(),
+            images: "/c/i.gz".into(),
+            labels: "/c/l.gz".into(),
+            foundation_model: "/c/f.pt".into(),
+            finetuned_model: "/c/t.pt".into(),
+        };
+        let argv = ingest_argv(&files, Path::new("/s"), "cpu", Some(100));
+        let cli = Cli::try_parse_from(std::iter::once("torchlight".to_string()).chain(argv)).unwrap();
+        let Command::Ingest(a) = cli.command else { panic!("not an ingest") };
+        assert_eq!((a.source.as_str(), a.limit, a.device.as_str()), ("/c/i.gz", Some(100), "cpu"));
+        assert_eq!(a.foundation.as_deref(), Some("/c/f.pt"));
+        assert_eq!(a.finetuned.as_deref(), Some("/c/t.pt"));
+        assert_eq!(a.store.store.as_deref(), Some(Path::new("/s")));
+    }
+
+    #[test]
+    fn missing_store_needs_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(progress(&dir.path().join("none"), 10).unwrap(), Progress::Ingest);
+    }
+
+    #[test]
+    fn limited_demo_gets_its_own_store() {
+        let full = default_demo_store(None).unwrap();
+        let small = default_demo_store(Some(500)).unwrap();
+        assert_eq!(full.file_name().unwrap(), "demo");
+        assert_eq!(small.file_name().unwrap(), "demo-500");
+        assert_eq!(full.parent(), small.parent());
+    }
+}

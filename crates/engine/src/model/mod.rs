@@ -1,0 +1,509 @@
+//! Image embedding models: native tch ViT and Swin that load Hugging Face checkpoints (config.json +
+//! safetensors), and any TorchScript module. The only module that builds networks with tch.
+//!
+//! `Embedder::load` takes a hub id (`google/vit-base-patch16-224-in21k`, optionally `@revision`), a local model
+//! directory, or a TorchScript file; `Embedder::embed` turns a batch of preprocessed CHW images into embeddings
+//! and, for checkpoints with a classifier head, softmax probabilities.
+
+pub mod config;
+pub mod load;
+pub mod swin;
+pub mod torchscript;
+pub mod vit;
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::hub::{self, HubError, RepoKind};
+use crate::preprocess::{PreprocessConfig, PreprocessError, TorchScriptMeta};
+use config::{Arch, HfConfig};
+use load::Weights;
+use swin::Swin;
+use torchlight_store::ModelSpec;
+use torchscript::TorchScript;
+use vit::Vit;
+
+pub use torchlight_cli::Pooling;
+
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub device: Device,
+    /// Float (default), Half or BFloat16; the last two only on CUDA.
+    pub kind: Kind,
+    pub pooling: Pooling,
+    /// Preprocessing JSON replacing the model's own (HF preprocessor_config.json or the TorchScript form).
+    pub preprocess: Option<PathBuf>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { device: Device::Cpu, kind: Kind::Float, pooling: Pooling::Cls, preprocess: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("model config {path}: {what}")]
+    Config { path: String, what: String },
+    #[error("model weights {path}: {what}")]
+    Weights { path: String, what: String },
+    #[error("checkpoint {what} does not match its config.json: {problems}")]
+    Mismatch { what: String, problems: String },
+    #[error("model directory {dir} has no model.safetensors: {hint}")]
+    NoSafetensors { dir: String, hint: String },
+    #[error("model '{0}' not found: give a hub id (org/name), a model directory, or a TorchScript file (.pt)")]
+    NotFound(String),
+    #[error(
+        "model '{model}' needs a preprocessing config: put {expected} beside it or pass --preprocess FILE \
+         (see the README, section Models)"
+    )]
+    NoPreprocess { model: String, expected: String },
+    #[error(
+        "TorchScript output does not follow the contract (a tensor [B, D], a tuple (embedding, logits) or a dict {{\"embedding\", \"logits\"}}): {0}"
+    )]
+    Contract(String),
+    #[error("model forward failed: {0}")]
+    Forward(String),
+    #[error("{0}")]
+    Options(String),
+    #[error("input batch: {0}")]
+    Input(String),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> ModelError {
+        ModelError::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Embeddings of a batch, row-major, and the classifier's softmax probabilities when the model has a head.
+#[derive(Debug, Clone)]
+pub struct EmbedOutput {
+    pub embeddings: Vec<f32>,
+    pub probs: Option<Vec<f32>>,
+}
+
+/// The raw tensors of one forward pass (for tests against the reference and for callers that want more).
+pub struct Outputs {
+    /// [B, tokens, hidden] after the final layernorm (ViT, Swin); None for TorchScript.
+    pub last_hidden_state: Option<Tensor>,
+    /// ViT pooler output (checkpoints with a pooler) / Swin pooled output.
+    pub pooler_output: Option<Tensor>,
+    pub embedding: Tensor,
+    pub logits: Option<Tensor>,
+}
+
+enum Net {
+    Vit(Vit),
+    Swin(Swin),
+    Script(TorchScript),
+}
+
+pub struct Embedder {
+    net: Net,
+    preprocess: PreprocessConfig,
+    spec: ModelSpec,
+    dim: usize,
+    num_classes: usize,
+    class_names: Vec<String>,
+    device: Device,
+    kind: Kind,
+    pooling: Pooling,
+}
+
+/// Where a Hugging Face model's files are.
+struct HfFiles {
+    config: PathBuf,
+    preprocessor: Option<PathBuf>,
+    weights: Vec<PathBuf>,
+}
+
+impl Embedder {
+    pub fn load(model: &str, opts: &ModelOptions) -> Result<Embedder, ModelError> {
+        crate::runtime::init();
+        check_precision(opts)?;
+        let path = Path::new(model);
+        if path.is_file() {
+            return Self::load_torchscript(model, path, opts);
+        }
+        if path.is_dir() {
+            let dir = path;
+            let preprocessor = dir.join("preprocessor_config.json");
+            let files = HfFiles {
+                config: dir.join("config.json"),
+                preprocessor: preprocessor.is_file().then_some(preprocessor),
+                weights: load::safetensors_files(dir)?,
+            };
+            if !files.config.is_file() {
+                return Err(ModelError::Config {
+                    path: files.config.display().to_string(),
+                    what: "missing: a Hugging Face model directory has config.json and model.safetensors".into(),
+                });
+            }
+            return Self::load_hf(model, files, opts);
+        }
+        if !looks_like_hub_id(model) {
+            return Err(ModelError::NotFound(model.to_string()));
+        }
+        let (repo, revision) = match model.split_once('@') {
+            Some((r, rev)) => (r, Some(rev)),
+            None => (model, None),
+        };
+        let config = hub::snapshot_files(repo, RepoKind::Model, revision, &["config.json"])?.remove(0);
+        let preprocessor = match &opts.preprocess {
+            Some(_) => None,
+            None => {
+                Some(hub::snapshot_files(repo, RepoKind::Model, revision, &["preprocessor_config.json"])?.remove(0))
+            }
+        };
+        let weights = if hub::has_file(repo, RepoKind::Model, revision, "model.safetensors")? {
+            hub::snapshot_files(repo, RepoKind::Model, revision, &["model.safetensors"])?
+        } else if hub::has_file(repo, RepoKind::Model, revision, "model.safetensors.index.json")? {
+            let index = hub::snapshot_files(repo, RepoKind::Model, revision, &["model.safetensors.index.json"])?;
+            let shards = load::shard_files(&index[0])?;
+            let names: Vec<String> =
+                shards.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            hub::snapshot_files(repo, RepoKind::Model, revision, &names)?
+        } else {
+            // Ask for the file anyway: the error then says what is missing, offline or online.
+            hub::snapshot_files(repo, RepoKind::Model, revision, &["model.safetensors"])?
+        };
+        Self::load_hf(model, HfFiles { config, preprocessor, weights }, opts)
+    }
+
+    fn load_hf(source: &str, files: HfFiles, opts: &ModelOptions) -> Result<Embedder, ModelError> {
+        let cfg = HfConfig::read(&files.config)?;
+        let mut pre = match (&opts.preprocess, &files.preprocessor) {
+            (Some(p), _) => read_any_preprocess(p)?,
+            (None, Some(p)) => PreprocessConfig::from_hf_json(p)?,
+            (None, None) => {
+                return Err(ModelError::NoPreprocess {
+                    model: source.to_string(),
+                    expected: "preprocessor_config.json".into(),
+                });
+            }
+        };
+        let (channels, image_size) = match &cfg.arch {
+            Arch::Vit(c) => (c.num_channels, c.image_size),
+            Arch::Swin(c) => (c.num_channels, c.image_size),
+        };
+        if channels != 1 && channels != 3 {
+            return Err(ModelError::Config {
+                path: files.config.display().to_string(),
+                what: format!("num_channels {channels} is not supported (1 or 3)"),
+            });
+        }
+        pre.channels = channels as u8;
+        let (h, w) = pre.output_size();
+        if matches!(cfg.arch, Arch::Vit(_)) && (h as i64, w as i64) != (image_size.0, image_size.1) {
+            return Err(ModelError::Options(format!(
+                "{source}: preprocessing makes {h}x{w} images but the ViT takes {}x{} (its position embeddings \
+                 are fixed): fix the preprocessing config",
+                image_size.0, image_size.1
+            )));
+        }
+
+        let weights = Weights::from_files(&files.weights, opts.device, opts.kind)?;
+        let names = weights.names();
+        let prefix = match cfg.arch {
+            Arch::Vit(_) => "vit",
+            Arch::Swin(_) => "swin",
+        };
+        let root = Weights::clone(&weights);
+        let base = if names.iter().any(|n| n.starts_with(&format!("{prefix}."))) { root.pp(prefix) } else { root };
+        let head_rows = weights.shape("classifier.weight").map(|s| s[0]);
+        match (cfg.expects_head(), head_rows) {
+            (Some(true), None) => {
+                return Err(ModelError::Mismatch {
+                    what: source.to_string(),
+                    problems: format!(
+                        "config.json says {} but the weights have no classifier head",
+                        cfg.architecture.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+            (Some(false), Some(_)) => {
+                return Err(ModelError::Mismatch {
+                    what: source.to_string(),
+                    problems: format!(
+                        "config.json says {} but the weights have a classifier head",
+                        cfg.architecture.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+            _ => {}
+        }
+        let head_w = weights.pp("classifier");
+        let head = head_rows.map(|n| (&head_w, n));
+        let (net, dim) = match &cfg.arch {
+            Arch::Vit(c) => {
+                let pooler = base.pp("pooler").contains("dense.weight");
+                let vit = Vit::new(&base, head, pooler, c);
+                let dim = match opts.pooling {
+                    Pooling::Pooler => vit.pooler_dim().ok_or_else(|| {
+                        ModelError::Options(format!(
+                            "{source} has no pooler (ViTForImageClassification checkpoints drop it): \
+                             use --pooling cls or mean"
+                        ))
+                    })?,
+                    _ => c.hidden_size,
+                };
+                (Net::Vit(vit), dim)
+            }
+            Arch::Swin(c) => (Net::Swin(Swin::new(&base, head, c)), c.num_features()),
+        };
+        weights.finish(source)?;
+        let num_classes = head_rows.unwrap_or(0) as usize;
+        if num_classes > 0 && !cfg.labels.is_empty() && cfg.labels.len() != num_classes {
+            return Err(ModelError::Mismatch {
+                what: source.to_string(),
+                problems: format!(
+                    "config.json names {} classes (id2label) but the classifier has {num_classes} outputs",
+                    cfg.labels.len()
+                ),
+            });
+        }
+        let class_names = if num_classes > 0 { cfg.labels.clone() } else { vec![] };
+        let spec = ModelSpec {
+            kind: cfg.kind().to_string(),
+            source: source.to_string(),
+            fingerprint: load::fingerprint(&files.weights)?,
+            pooling: opts.pooling.to_string(),
+            image_size: h.max(w),
+        };
+        Ok(Embedder {
+            net,
+            preprocess: pre,
+            spec,
+            dim: dim as usize,
+            num_classes,
+            class_names,
+            device: opts.device,
+            kind: opts.kind,
+            pooling: opts.pooling,
+        })
+    }
+
+    fn load_torchscript(source: &str, path: &Path, opts: &ModelOptions) -> Result<Embedder, ModelError> {
+        if path.extension().is_some_and(|e| e == "json" || e == "safetensors" || e == "bin") {
+            return Err(ModelError::NotFound(format!(
+                "{source} (a TorchScript module is a .pt file; a Hugging Face model is its directory)"
+            )));
+        }
+        let meta_path = match &opts.preprocess {
+            Some(p) => p.clone(),
+            None => path.with_extension("json"),
+        };
+        if !meta_path.is_file() {
+            return Err(ModelError::NoPreprocess {
+                model: source.to_string(),
+                expected: meta_path.display().to_string(),
+            });
+        }
+        let (pre, class_names) = if is_hf_preprocessor(&meta_path)? {
+            (PreprocessConfig::from_hf_json(&meta_path)?, vec![])
+        } else {
+            let meta = TorchScriptMeta::read(&meta_path)?;
+            let pre = meta
+                .preprocess_config()
+                .map_err(|what| PreprocessError::Invalid { path: meta_path.display().to_string(), what })?;
+            (pre, meta.class_names)
+        };
+        let module = TorchScript::load(path, opts.device, opts.kind)?;
+        let (h, w) = pre.output_size();
+        // One dummy forward tells the embedding width and whether there are logits.
+        let dummy = Tensor::zeros([1, pre.channels as i64, h as i64, w as i64], (opts.kind, opts.device));
+        let out = tch::no_grad(|| module.forward(&dummy))?;
+        let dim = out.embedding.size()[1] as usize;
+        let num_classes = out.logits.as_ref().map_or(0, |l| l.size()[1] as usize);
+        if num_classes > 0 && !class_names.is_empty() && class_names.len() != num_classes {
+            return Err(ModelError::Contract(format!(
+                "{} names {} classes but the module returns {num_classes} logits",
+                meta_path.display(),
+                class_names.len()
+            )));
+        }
+        let spec = ModelSpec {
+            kind: "torchscript".into(),
+            source: source.to_string(),
+            fingerprint: load::fingerprint(&[path.to_path_buf()])?,
+            pooling: "module".into(),
+            image_size: h.max(w),
+        };
+        Ok(Embedder {
+            net: Net::Script(module),
+            preprocess: pre,
+            spec,
+            dim,
+            num_classes,
+            class_names: if num_classes > 0 { class_names } else { vec![] },
+            device: opts.device,
+            kind: opts.kind,
+            pooling: opts.pooling,
+        })
+    }
+
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    pub fn spec(&self) -> ModelSpec {
+        self.spec.clone()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    pub fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The tensors of one forward pass on `pixels` [B, C, H, W] (any device/kind: moved to the model's).
+    pub fn forward(&self, pixels: &Tensor) -> Result<Outputs, ModelError> {
+        let x = pixels.to_device(self.device).to_kind(self.kind);
+        tch::no_grad(|| match &self.net {
+            Net::Vit(m) => {
+                let o = m.forward(&x);
+                let embedding = match self.pooling {
+                    Pooling::Cls => o.last_hidden_state.select(1, 0),
+                    Pooling::Mean => {
+                        let n = o.last_hidden_state.size()[1];
+                        o.last_hidden_state.narrow(1, 1, n - 1).mean_dim(1, false, None)
+                    }
+                    Pooling::Pooler => o.pooler_output.as_ref().expect("checked at load").shallow_clone(),
+                };
+                Ok(Outputs {
+                    last_hidden_state: Some(o.last_hidden_state),
+                    pooler_output: o.pooler_output,
+                    embedding,
+                    logits: o.logits,
+                })
+            }
+            Net::Swin(m) => {
+                let o = m.forward(&x)?;
+                Ok(Outputs {
+                    embedding: o.pooler_output.shallow_clone(),
+                    last_hidden_state: Some(o.last_hidden_state),
+                    pooler_output: Some(o.pooler_output),
+                    logits: o.logits,
+                })
+            }
+            Net::Script(m) => {
+                let o = m.forward(&x)?;
+                Ok(Outputs { last_hidden_state: None, pooler_output: None, embedding: o.embedding, logits: o.logits })
+            }
+        })
+    }
+
+    /// Embeds `n` preprocessed images (`n * channels * h * w` values, CHW each, as `preprocess` makes them).
+    pub fn embed(&self, batch: &[f32], n: usize) -> Result<EmbedOutput, ModelError> {
+        let (h, w) = self.preprocess.output_size();
+        let c = self.preprocess.channels as usize;
+        let per = c * h as usize * w as usize;
+        if batch.len() != n * per {
+            return Err(ModelError::Input(format!(
+                "{} values for {n} images of {c}x{h}x{w} (expected {})",
+                batch.len(),
+                n * per
+            )));
+        }
+        if n == 0 {
+            return Ok(EmbedOutput { embeddings: vec![], probs: (self.num_classes > 0).then(Vec::new) });
+        }
+        let x = Tensor::from_slice(batch).view([n as i64, c as i64, h as i64, w as i64]);
+        let out = self.forward(&x)?;
+        let to_vec = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
+            let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
+            Vec::<f32>::try_from(&t).map_err(|e| ModelError::Forward(e.to_string()))
+        };
+        let embeddings = to_vec(&out.embedding)?;
+        if embeddings.len() != n * self.dim {
+            return Err(ModelError::Contract(format!(
+                "embedding has {} values for {n} images of dimension {}",
+                embeddings.len(),
+                self.dim
+            )));
+        }
+        let probs = match &out.logits {
+            Some(l) => Some(to_vec(&l.to_kind(Kind::Float).softmax(-1, Kind::Float))?),
+            None => None,
+        };
+        Ok(EmbedOutput { embeddings, probs })
+    }
+}
+
+fn check_precision(opts: &ModelOptions) -> Result<(), ModelError> {
+    match opts.kind {
+        Kind::Float => Ok(()),
+        Kind::Half | Kind::BFloat16 if opts.device.is_cuda() => Ok(()),
+        Kind::Half | Kind::BFloat16 => {
+            Err(ModelError::Options("fp16/bf16 run only on CUDA: use fp32 on CPU (or --device cuda)".into()))
+        }
+        other => Err(ModelError::Options(format!("precision {other:?} is not supported: use fp32, fp16 or bf16"))),
+    }
+}
+
+/// `org/name`, `name`, optionally `@revision`: hub ids never start with a path character.
+fn looks_like_hub_id(s: &str) -> bool {
+    let id = s.split_once('@').map_or(s, |(id, _)| id);
+    let ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with(['.', '-'])
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let parts: Vec<&str> = id.split('/').collect();
+    (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ok(p)) && !id.ends_with(".pt")
+}
+
+fn is_hf_preprocessor(path: &Path) -> Result<bool, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|source| PreprocessError::Json { path: path.display().to_string(), source })?;
+    Ok(v.get("image_size").is_none() && (v.get("size").is_some() || v.get("image_mean").is_some()))
+}
+
+/// `--preprocess FILE` in either form: a HF preprocessor_config.json or the TorchScript JSON.
+fn read_any_preprocess(path: &Path) -> Result<PreprocessConfig, ModelError> {
+    if is_hf_preprocessor(path)? {
+        Ok(PreprocessConfig::from_hf_json(path)?)
+    } else {
+        Ok(PreprocessConfig::from_torchscript_json(path)?)
+    }
+}
+
+/// Number of parameter values a checkpoint of this config has (the classifier head when config.json names a
+/// ForImageClassification architecture, the ViT pooler for bare ViTModel), computed without any weights: proves
+/// that every field of a real config is understood, down to the tensor shapes.
+pub fn count_parameters(cfg: &HfConfig) -> Result<i64, ModelError> {
+    let w = Weights::shapes_only();
+    let head_w = w.pp("classifier");
+    let head = (cfg.expects_head() == Some(true)).then_some((&head_w, cfg.num_labels as i64));
+    match &cfg.arch {
+        Arch::Vit(c) => {
+            let base = if head.is_some() { w.pp("vit") } else { w.clone() };
+            Vit::new(&base, head, head.is_none(), c);
+        }
+        Arch::Swin(c) => {
+            let base = if head.is_some() { w.pp("swin") } else { w.clone() };
+            Swin::new(&base, head, c);
+        }
+    }
+    w.finish("shape-only")
+}

@@ -1,0 +1,60 @@
+//! Human-readable summaries of a store, shared by `info`, `ingest` and `demo`.
+
+use std::fmt::Write;
+
+use torchlight_store::{Result, Store};
+
+/// Schema, items, spaces with models, labels, tags and which analysis columns exist.
+pub fn store_summary(store: &Store) -> Result<String> {
+    let rtxn = store.read_txn()?;
+    let mut s = String::new();
+    let _ = writeln!(s, "store {} ({:.1} MiB)", store.dir().display(), store.disk_size() as f64 / (1 << 20) as f64);
+    let _ = writeln!(s, "  schema version {}", store.schema_version(&rtxn)?);
+    match store.dataset(&rtxn)? {
+        Some(d) => {
+            let _ = writeln!(
+                s,
+                "  dataset {} ({}){}",
+                d.source,
+                d.format,
+                if d.complete { "" } else { ", ingest incomplete" }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  dataset: none ingested yet");
+        }
+    }
+    let skipped = store.skipped(&rtxn)?.len();
+    let _ = writeln!(
+        s,
+        "  items {}{}",
+        store.item_count(&rtxn)?,
+        if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() }
+    );
+    let labels = store.label_names(&rtxn)?;
+    if !labels.is_empty() {
+        let _ = writeln!(s, "  labels ({}): {}", labels.len(), labels.join(", "));
+    }
+    let spaces = store.spaces(&rtxn)?;
+    if spaces.is_empty() {
+        let _ = writeln!(s, "  spaces: none");
+    }
+    for sp in &spaces {
+        let n = store.embedding_count(&rtxn, sp.index)?;
+        let head = if sp.num_classes > 0 { format!(", {}-class head", sp.num_classes) } else { String::new() };
+        let _ = writeln!(
+            s,
+            "  space {} [{}]: {} x {} from {} {} ({} pooling{head})",
+            sp.name, sp.index, n, sp.dim, sp.model.kind, sp.model.source, sp.model.pooling
+        );
+        let cols = store.column_names(&rtxn, &sp.name)?;
+        let ann = if store.has_ann(&rtxn, sp.index) { ", arroy index" } else { "" };
+        if cols.is_empty() {
+            let _ = writeln!(s, "    analysis: none yet (run `torchlight analyze`)");
+        } else {
+            let _ = writeln!(s, "    analysis: {}{ann}", cols.join(", "));
+        }
+    }
+    let _ = writeln!(s, "  tagged items {}", store.tags(&rtxn)?.len());
+    Ok(s)
+}

@@ -1,0 +1,15 @@
+//! The engine's integration tests, one module per area, in one binary (each test binary links libtorch).
+
+mod common;
+
+mod analysis;
+mod demo;
+mod export;
+mod hub;
+mod ingest;
+mod knn_screen;
+mod models;
+mod preprocess;
+mod projection;
+mod sources;
+mod tch_smoke;

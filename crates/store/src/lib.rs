@@ -1,0 +1,768 @@
+//! torchlight's store: one LMDB environment per store directory, opened through heed. This crate alone knows
+//! the layout; everything else reads and writes through these typed functions inside explicit
+//! transactions (`read_txn` / `write_txn`, then `commit`). A write is durable once committed, so a
+//! crash or kill at any moment leaves the last committed state.
+//!
+//! Layout (named databases):
+//! - `meta`     Str -> JSON              schema version, dataset, label names, spaces, cursors
+//! - `items`    u32 BE -> bincode Item   dense ids 0..N-1 in ingest order
+//! - `thumbs`   u32 BE -> PNG bytes      small previews for the browser
+//! - `skipped`  u32 BE -> bincode Skipped source records that could not be read
+//! - `vectors`  (u16 BE space, u32 BE id) -> f32 LE   embeddings
+//! - `probs`    (u16 BE space, u32 BE id) -> f32 LE   classifier probabilities
+//! - `columns`  Str "space/name" -> header + values    per-item analysis results, one blob per column,
+//!   so reading one score for a million items is one 4 MB read
+//! - `tags`     u32 BE -> bincode Tag    triage decisions
+//! - `ann`      arroy Cosine, index = space index      'more like this' queries
+
+pub mod ann;
+pub mod export;
+pub mod npy;
+pub mod schema;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, SerdeBincode, SerdeJson, Str, U32, U64};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithTls};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Read methods take `&RoTxn`: a read transaction and a write transaction both deref to it.
+pub use heed::{RoTxn, RwTxn};
+
+/// What `Store::read_txn` returns.
+pub type ReadTxn<'e> = heed::RoTxn<'e, WithTls>;
+pub use schema::*;
+
+/// Virtual size of the memory map. LMDB only uses disk for what is written; 1 TiB covers 1M+ items
+/// with several 768-d spaces and their indexes.
+const MAP_SIZE: usize = 1 << 40;
+const MAX_DBS: u32 = 16;
+const LOCK_FILE: &str = "ingest.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no torchlight store at {0}: run `torchlight ingest SOURCE --store {0}` first")]
+    Missing(PathBuf),
+    #[error(
+        "the store at {dir} has schema version {found}, this torchlight reads version {expected}: \
+         re-ingest into a new store directory, or use the torchlight version that wrote it"
+    )]
+    SchemaMismatch { dir: PathBuf, found: u32, expected: u32 },
+    #[error(
+        "the store at {dir} is busy: another `torchlight {what}` is writing it (lock file {lock}); wait for it to finish"
+    )]
+    Locked { dir: PathBuf, what: String, lock: PathBuf },
+    #[error(
+        "the store at {0} is read-only (read-only directory or media): browsing and export work, changes cannot be saved"
+    )]
+    ReadOnly(PathBuf),
+    #[error("store record {what} is corrupt: {why}")]
+    Corrupt { what: String, why: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("LMDB error in {dir}: {source}")]
+    Heed { dir: PathBuf, source: heed::Error },
+    #[error("arroy index error: {0}")]
+    Ann(#[from] arroy::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store's databases, in one list for creating them and for opening them on read-only media: a tuple (heed
+/// commits tuples of databases) with `$each` evaluated once per database and `$name` bound to its name in the file.
+#[rustfmt::skip]
+macro_rules! all_dbs {
+    (|$name:ident| $each:expr) => {
+        (
+            { let $name = "meta"; $each },
+            { let $name = "items"; $each },
+            { let $name = "thumbs"; $each },
+            { let $name = "skipped"; $each },
+            { let $name = "vectors"; $each },
+            { let $name = "probs"; $each },
+            { let $name = "columns"; $each },
+            { let $name = "tags"; $each },
+            { let $name = "ann"; $each },
+        )
+    };
+    (into $tuple:expr) => {{
+        let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = $tuple;
+        Dbs { meta, items, thumbs, skipped, vectors, probs, columns, tags, ann }
+    }};
+}
+
+#[derive(Clone, Copy)]
+struct Dbs {
+    meta: Database<'static, Str, SerdeJson<serde_json::Value>>,
+    items: Database<'static, U32<BigEndian>, SerdeBincode<Item>>,
+    thumbs: Database<'static, U32<BigEndian>, Bytes>,
+    skipped: Database<'static, U32<BigEndian>, SerdeBincode<Skipped>>,
+    vectors: Database<'static, U64<BigEndian>, Bytes>,
+    probs: Database<'static, U64<BigEndian>, Bytes>,
+    columns: Database<'static, Str, Bytes>,
+    tags: Database<'static, U32<BigEndian>, SerdeBincode<Tag>>,
+    ann: arroy::Database<'static, arroy::distances::Cosine>,
+}
+
+/// An open store. Cheap to share by reference across threads; each thread opens its own read transaction.
+pub struct Store {
+    env: Env,
+    db: Dbs,
+    dir: PathBuf,
+    read_only: bool,
+    /// Where data.mdb is mapped in this process (see `release_map`), found on first use.
+    map: std::sync::OnceLock<Option<(usize, usize)>>,
+}
+
+/// Held while an ingest or analysis writes a store; a second writer process is refused with a clear error.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+mod key {
+    pub const SCHEMA: &str = "schema_version";
+    pub const DATASET: &str = "dataset";
+    pub const LABELS: &str = "label_names";
+    pub const SPACES: &str = "spaces";
+    pub const CURSOR: &str = "cursor/";
+}
+
+/// Per-item vectors are keyed by space in the high 32 bits and id in the low ones, so big-endian key
+/// order is (space, id) order and one space is one contiguous key range.
+fn vec_key(space: u16, id: u32) -> u64 {
+    (u64::from(space) << 32) | u64::from(id)
+}
+
+fn space_range(space: u16) -> std::ops::Range<u64> {
+    vec_key(space, 0)..vec_key(space + 1, 0)
+}
+
+fn column_key(space: &str, name: &str) -> String {
+    format!("{space}/{name}")
+}
+
+/// Column blobs: 1 byte type (0 = f32, 1 = u32), 3 zero bytes, u32 LE width, then LE values.
+/// Public (with `decode_column` and `decode_column_row`) so fuzz/ can feed them arbitrary bytes.
+pub fn encode_column(col: &Column) -> Vec<u8> {
+    let (tag, width, payload): (u8, u32, &[u8]) = match col {
+        Column::F32 { width, values } => (0, *width, bytemuck::cast_slice(values)),
+        Column::U32 { width, values } => (1, *width, bytemuck::cast_slice(values)),
+    };
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&[tag, 0, 0, 0]);
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
+    let corrupt = |why: &str| StoreError::Corrupt { what: format!("column {name}"), why: why.to_string() };
+    if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(4) {
+        return Err(corrupt("bad length"));
+    }
+    let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+    if width == 0 {
+        return Err(corrupt("zero width"));
+    }
+    // Found by fuzz/store_column: without these, a blob with junk in its padding or a partial last row
+    // decoded as if it were whole.
+    if bytes[1..4] != [0, 0, 0] {
+        return Err(corrupt("nonzero padding"));
+    }
+    let body = &bytes[8..];
+    if !(body.len() / 4).is_multiple_of(width as usize) {
+        return Err(corrupt("length is not a whole number of rows"));
+    }
+    match bytes[0] {
+        0 => Ok(Column::F32 { width, values: le_f32(body) }),
+        1 => Ok(Column::U32 {
+            width,
+            values: body.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
+        }),
+        t => Err(corrupt(&format!("unknown type {t}"))),
+    }
+}
+
+/// One row of a column blob; None when the row is past the end. Offsets are checked: a corrupt width must not
+/// overflow into a wrong slice.
+pub fn decode_column_row(name: &str, bytes: &[u8], row: u32) -> Result<Option<Column>> {
+    if bytes.len() < 8 {
+        return Err(StoreError::Corrupt { what: format!("column {name}"), why: "bad length".into() });
+    }
+    let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let row_bytes = width.checked_mul(4);
+    let start = row_bytes.and_then(|r| r.checked_mul(row as usize)).and_then(|o| o.checked_add(8));
+    let Some(body) = start.zip(row_bytes).and_then(|(s, r)| bytes.get(s..s.checked_add(r)?)) else {
+        return Ok(None);
+    };
+    let mut one = bytes[..8].to_vec();
+    one.extend_from_slice(body);
+    decode_column(name, &one).map(Some)
+}
+
+/// Address and length of this process's mapping of `dir/data.mdb` (mdb_env_info reports the address only for
+/// MDB_FIXEDMAP environments, so it is looked up in /proc/self/maps). None off Linux or when not found.
+fn data_map(dir: &Path) -> Option<(usize, usize)> {
+    let file = fs::canonicalize(dir.join("data.mdb")).ok()?;
+    let file = file.to_str()?;
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        // "start-end perms offset dev inode path": the path is the rest after five fields.
+        let mut fields = line.splitn(6, ' ');
+        let range = fields.next()?;
+        let path = fields.nth(4)?.trim_start();
+        if path != file {
+            return None;
+        }
+        let (a, b) = range.split_once('-')?;
+        let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
+        (b > a).then_some((a, b - a))
+    })
+}
+
+/// Drops the pages under a value borrowed from the map (already copied out) from this process's resident set,
+/// as `Store::release_map` does for the whole map; pages shared with neighbouring values fault back in if used.
+fn release_pages(bytes: &[u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let start = bytes.as_ptr() as usize;
+    let first = start.div_ceil(page) * page;
+    let end = (start + bytes.len()) / page * page;
+    if end > first {
+        // SAFETY: whole pages strictly inside a value of LMDB's read-only, file-backed map (see `release_map`).
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
+    }
+}
+
+/// LMDB values carry no alignment guarantee, so f32s are copied out rather than cast in place.
+fn le_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+fn f32_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+impl Store {
+    /// Opens the store at `dir`, creating the directory and an empty store when there is none.
+    pub fn create_or_open(dir: &Path) -> Result<Store> {
+        fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io { what: format!("creating store directory {}", dir.display()), source: e })?;
+        Store::open_env(dir)
+    }
+
+    /// Opens an existing store; a directory without one is an error that says how to make one.
+    /// A store on read-only media or in a directory the user may not write opens read-only: browsing,
+    /// `info` and `export` work, and any write fails with `StoreError::ReadOnly`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        if !dir.join("data.mdb").exists() {
+            return Err(StoreError::Missing(dir.to_path_buf()));
+        }
+        match Store::open_env(dir) {
+            Err(StoreError::Heed { source: heed::Error::Io(e), .. })
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                Store::open_read_only(dir)
+            }
+            other => other,
+        }
+    }
+
+    fn open_read_only(dir: &Path) -> Result<Store> {
+        let heed_err = |source| StoreError::Heed { dir: dir.to_path_buf(), source };
+        let mut options = EnvOpenOptions::new();
+        // SAFETY: NO_LOCK is sound here because this process never writes; a concurrent writer elsewhere
+        // could only be one on a writable mount of the same files, which read-only media rule out.
+        let env = unsafe {
+            options.map_size(MAP_SIZE).max_dbs(MAX_DBS).flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK).open(dir)
+        }
+        .map_err(heed_err)?;
+        let rtxn = env.read_txn().map_err(heed_err)?;
+        // A database missing from the file is reported as NotFound and turned into a clear error below.
+        let db = env
+            .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo
+                    .open_database(rtxn, Some(name))?
+                    .ok_or(heed::Error::Mdb(heed::MdbError::NotFound))?)))
+            })
+            .map_err(|e| match e {
+                heed::Error::Mdb(heed::MdbError::NotFound) => StoreError::Corrupt {
+                    what: format!("store {}", dir.display()),
+                    why: "a database is missing".into(),
+                },
+                other => heed_err(other),
+            })?
+            .unwrap_commit();
+        let db = all_dbs!(into db);
+        let store = Store { env, db, dir: dir.to_path_buf(), read_only: true, map: Default::default() };
+        let found = {
+            let rtxn = store.read_txn()?;
+            store.schema_version(&rtxn)?
+        };
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
+        }
+        Ok(store)
+    }
+
+    /// True when the store was opened read-only (read-only media or directory).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn open_env(dir: &Path) -> Result<Store> {
+        let heed_err = |source| StoreError::Heed { dir: dir.to_path_buf(), source };
+        // SAFETY: the environment is opened once per Store and the data file is only modified through LMDB.
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(MAX_DBS).open(dir) }.map_err(heed_err)?;
+        let wtxn = env.write_txn().map_err(heed_err)?;
+        let db = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo.create_database(wtxn, Some(name))?)))
+            })
+            .map_err(heed_err)?
+            .unwrap_commit();
+        let db = all_dbs!(into db);
+        let mut wtxn = env.write_txn().map_err(heed_err)?;
+        match db.meta.get(&wtxn, key::SCHEMA).map_err(heed_err)? {
+            None => {
+                db.meta.put(&mut wtxn, key::SCHEMA, &serde_json::json!(SCHEMA_VERSION)).map_err(heed_err)?;
+                wtxn.commit().map_err(heed_err)?;
+            }
+            Some(found) => {
+                wtxn.abort();
+                let found = found.as_u64().unwrap_or(0) as u32;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
+                }
+            }
+        }
+        Ok(Store { env, db, dir: dir.to_path_buf(), read_only: false, map: Default::default() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn heed_err(&self, source: heed::Error) -> StoreError {
+        StoreError::Heed { dir: self.dir.clone(), source }
+    }
+
+    /// Takes the store's writer lock for `what` (e.g. "ingest"); fails at once if another process holds it.
+    pub fn lock_writer(&self, what: &str) -> Result<WriterLock> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.dir.clone()));
+        }
+        let lock = self.dir.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&lock)
+            .map_err(|e| StoreError::Io { what: format!("opening {}", lock.display()), source: e })?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ =
+                    std::io::Write::write_all(&mut &file, format!("{what} pid {}\n", std::process::id()).as_bytes());
+                Ok(WriterLock { _file: file })
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&lock).unwrap_or_default();
+                let holder = holder.split_whitespace().next().unwrap_or(what).to_string();
+                Err(StoreError::Locked { dir: self.dir.clone(), what: holder, lock })
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                Err(StoreError::Io { what: format!("locking {}", lock.display()), source: e })
+            }
+        }
+    }
+
+    pub fn read_txn(&self) -> Result<ReadTxn<'_>> {
+        self.env.read_txn().map_err(|e| self.heed_err(e))
+    }
+
+    pub fn write_txn(&self) -> Result<RwTxn<'_>> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.dir.clone()));
+        }
+        self.env.write_txn().map_err(|e| self.heed_err(e))
+    }
+
+    /// Commits a write transaction, mapping the error (a full disk shows up here) to one naming the store.
+    pub fn commit(&self, wtxn: RwTxn<'_>) -> Result<()> {
+        wtxn.commit().map_err(|e| self.heed_err(e))
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_size(&self) -> u64 {
+        fs::metadata(self.dir.join("data.mdb")).map(|m| m.len()).unwrap_or(0)
+    }
+
+    // ---- meta ----
+
+    fn get_meta<T: DeserializeOwned>(&self, rtxn: &RoTxn, key: &str) -> Result<Option<T>> {
+        match self.db.meta.get(rtxn, key).map_err(|e| self.heed_err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { what: format!("meta {key}"), why: e.to_string() }),
+        }
+    }
+
+    fn put_meta<T: Serialize>(&self, wtxn: &mut RwTxn, key: &str, value: &T) -> Result<()> {
+        let v = serde_json::to_value(value).expect("meta records serialise");
+        self.db.meta.put(wtxn, key, &v).map_err(|e| self.heed_err(e))
+    }
+
+    pub fn schema_version(&self, rtxn: &RoTxn) -> Result<u32> {
+        Ok(self.get_meta::<u32>(rtxn, key::SCHEMA)?.unwrap_or(0))
+    }
+
+    pub fn dataset(&self, rtxn: &RoTxn) -> Result<Option<DatasetInfo>> {
+        self.get_meta(rtxn, key::DATASET)
+    }
+
+    /// Records the dataset. Marking it complete also writes the label column (`put_label_column`), so that
+    /// readers get every label in one read instead of a scan of the item records.
+    pub fn put_dataset(&self, wtxn: &mut RwTxn, info: &DatasetInfo) -> Result<()> {
+        self.put_meta(wtxn, key::DATASET, info)?;
+        if info.complete && self.label_column_stale(wtxn)? {
+            self.put_label_column(wtxn)?;
+        }
+        Ok(())
+    }
+
+    /// Class names of the dataset's labels (index = label id); empty when unknown.
+    pub fn label_names(&self, rtxn: &RoTxn) -> Result<Vec<String>> {
+        Ok(self.get_meta(rtxn, key::LABELS)?.unwrap_or_default())
+    }
+
+    pub fn put_label_names(&self, wtxn: &mut RwTxn, names: &[String]) -> Result<()> {
+        self.put_meta(wtxn, key::LABELS, &names)
+    }
+
+    pub fn spaces(&self, rtxn: &RoTxn) -> Result<Vec<SpaceInfo>> {
+        Ok(self.get_meta(rtxn, key::SPACES)?.unwrap_or_default())
+    }
+
+    pub fn space(&self, rtxn: &RoTxn, name: &str) -> Result<Option<SpaceInfo>> {
+        Ok(self.spaces(rtxn)?.into_iter().find(|s| s.name == name))
+    }
+
+    /// Adds or replaces a space by name. A new space gets the next free index.
+    pub fn put_space(&self, wtxn: &mut RwTxn, mut space: SpaceInfo) -> Result<SpaceInfo> {
+        let mut spaces = self.spaces(wtxn)?;
+        match spaces.iter_mut().find(|s| s.name == space.name) {
+            Some(existing) => {
+                space.index = existing.index;
+                *existing = space.clone();
+            }
+            None => {
+                space.index = spaces.iter().map(|s| s.index + 1).max().unwrap_or(0);
+                spaces.push(space.clone());
+            }
+        }
+        self.put_meta(wtxn, key::SPACES, &spaces)?;
+        Ok(space)
+    }
+
+    /// A named resume cursor (e.g. "items", "space/foundation"): how far a stage has committed.
+    pub fn cursor(&self, rtxn: &RoTxn, name: &str) -> Result<u64> {
+        Ok(self.get_meta(rtxn, &format!("{}{name}", key::CURSOR))?.unwrap_or(0))
+    }
+
+    pub fn put_cursor(&self, wtxn: &mut RwTxn, name: &str, value: u64) -> Result<()> {
+        self.put_meta(wtxn, &format!("{}{name}", key::CURSOR), &value)
+    }
+
+    /// Arbitrary small JSON settings (e.g. the analysis parameters last used).
+    pub fn setting(&self, rtxn: &RoTxn, name: &str) -> Result<Option<serde_json::Value>> {
+        self.get_meta(rtxn, &format!("setting/{name}"))
+    }
+
+    pub fn put_setting(&self, wtxn: &mut RwTxn, name: &str, value: &serde_json::Value) -> Result<()> {
+        self.put_meta(wtxn, &format!("setting/{name}"), value)
+    }
+
+    // ---- items ----
+
+    pub fn item_count(&self, rtxn: &RoTxn) -> Result<u32> {
+        Ok(self.db.items.len(rtxn).map_err(|e| self.heed_err(e))? as u32)
+    }
+
+    pub fn item(&self, rtxn: &RoTxn, id: u32) -> Result<Option<Item>> {
+        self.db.items.get(rtxn, &id).map_err(|e| self.heed_err(e))
+    }
+
+    pub fn put_item(&self, wtxn: &mut RwTxn, id: u32, item: &Item) -> Result<()> {
+        self.db.items.put(wtxn, &id, item).map_err(|e| self.heed_err(e))
+    }
+
+    /// All items in id order.
+    pub fn items(&self, rtxn: &RoTxn) -> Result<Vec<Item>> {
+        let iter = self.db.items.iter(rtxn).map_err(|e| self.heed_err(e))?;
+        iter.map(|r| r.map(|(_, item)| item).map_err(|e| self.heed_err(e))).collect()
+    }
+
+    /// Dataset label of every item (id order).
+    pub fn labels(&self, rtxn: &RoTxn) -> Result<Vec<Option<u32>>> {
+        Ok(self.label_ids(rtxn)?.into_iter().map(|l| (l != NO_LABEL).then_some(l)).collect())
+    }
+
+    /// Dataset label of every item (id order), `NO_LABEL` for none: from the label column when it covers every
+    /// item (one 4 MB read for a million items), else from a scan of the item records (~20x slower, and it
+    /// touches every record page).
+    pub fn label_ids(&self, rtxn: &RoTxn) -> Result<Vec<u32>> {
+        let n = self.item_count(rtxn)? as usize;
+        if let Some(Column::U32 { width: 1, values }) = self.column(rtxn, "", columns::LABEL)?
+            && values.len() == n
+        {
+            return Ok(values);
+        }
+        self.scan_label_ids(rtxn, n)
+    }
+
+    fn scan_label_ids(&self, rtxn: &RoTxn, n: usize) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(n);
+        self.for_each_item_ref(rtxn, |_, item| out.push(item.label.unwrap_or(NO_LABEL)))?;
+        Ok(out)
+    }
+
+    /// Whether the label column is missing or does not cover every item (a store written before it existed,
+    /// or an ingest still running): `label_ids` then falls back to a scan.
+    pub fn label_column_stale(&self, rtxn: &RoTxn) -> Result<bool> {
+        let n = self.item_count(rtxn)? as usize;
+        let key = column_key("", columns::LABEL);
+        Ok(match self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? {
+            None => true,
+            Some(bytes) => bytes.len() != 8 + 4 * n || bytes[..4] != [1, 0, 0, 0],
+        })
+    }
+
+    /// Writes the label column from the item records. `put_dataset` does it when a dataset is marked complete;
+    /// call it directly after adding items to a complete dataset, or to upgrade an older store.
+    pub fn put_label_column(&self, wtxn: &mut RwTxn) -> Result<()> {
+        let n = self.item_count(wtxn)? as usize;
+        let values = self.scan_label_ids(wtxn, n)?;
+        self.put_column(wtxn, "", columns::LABEL, &Column::U32 { width: 1, values })
+    }
+
+    /// Calls `f` with every item's source and label, in id order, borrowing from the map: a scan of a
+    /// million items allocates nothing. The record pages it touches are dropped from this process's resident
+    /// set as it goes (see `release_map`).
+    pub fn for_each_item_ref(&self, rtxn: &RoTxn, mut f: impl FnMut(u32, ItemRef<'_>)) -> Result<()> {
+        let iter = self.db.items.remap_data_type::<Bytes>().iter(rtxn).map_err(|e| self.heed_err(e))?;
+        for (i, r) in iter.enumerate() {
+            let (id, bytes) = r.map_err(|e| self.heed_err(e))?;
+            // The leading fields of an `Item` record (bincode ignores the trailing ones).
+            let item: ItemRef = bincode::deserialize(bytes)
+                .map_err(|e| StoreError::Corrupt { what: format!("item {id}"), why: e.to_string() })?;
+            f(id, item);
+            // Every ~4 MB of records, so a scan's resident peak stays small too (a release costs microseconds).
+            if i % 65_536 == 65_535 {
+                self.release_map();
+            }
+        }
+        self.release_map();
+        Ok(())
+    }
+
+    /// Drops every page of the store's memory map from this process's resident set. Nothing is lost: the map
+    /// is read-only and file-backed, so a later read faults the page back in from the page cache. Long-lived
+    /// readers (the browser) call it after a scan whose results they have copied out.
+    pub fn release_map(&self) {
+        let Some((addr, len)) = *self.map.get_or_init(|| data_map(&self.dir)) else { return };
+        let used = (self.disk_size() as usize).min(len);
+        if used > 0 {
+            // SAFETY: the range lies inside LMDB's own mapping of data.mdb (found in /proc/self/maps; LMDB maps
+            // once per environment and never moves it). Without MDB_WRITEMAP that mapping is read-only, so
+            // MADV_DONTNEED only unmaps clean shared pages.
+            unsafe { libc::madvise(addr as *mut libc::c_void, used, libc::MADV_DONTNEED) };
+        }
+    }
+
+    pub fn thumbnail(&self, rtxn: &RoTxn, id: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.thumbs.get(rtxn, &id).map_err(|e| self.heed_err(e))?.map(<[u8]>::to_vec))
+    }
+
+    pub fn put_thumbnail(&self, wtxn: &mut RwTxn, id: u32, png: &[u8]) -> Result<()> {
+        self.db.thumbs.put(wtxn, &id, png).map_err(|e| self.heed_err(e))
+    }
+
+    pub fn skipped(&self, rtxn: &RoTxn) -> Result<Vec<Skipped>> {
+        let iter = self.db.skipped.iter(rtxn).map_err(|e| self.heed_err(e))?;
+        iter.map(|r| r.map(|(_, s)| s).map_err(|e| self.heed_err(e))).collect()
+    }
+
+    pub fn push_skipped(&self, wtxn: &mut RwTxn, skipped: &Skipped) -> Result<()> {
+        let next = self.db.skipped.len(wtxn).map_err(|e| self.heed_err(e))? as u32;
+        self.db.skipped.put(wtxn, &next, skipped).map_err(|e| self.heed_err(e))
+    }
+
+    // ---- embeddings and probabilities ----
+
+    pub fn put_embedding(&self, wtxn: &mut RwTxn, space: u16, id: u32, v: &[f32]) -> Result<()> {
+        self.db.vectors.put(wtxn, &vec_key(space, id), &f32_le(v)).map_err(|e| self.heed_err(e))
+    }
+
+    pub fn embedding(&self, rtxn: &RoTxn, space: u16, id: u32) -> Result<Option<Vec<f32>>> {
+        Ok(self.db.vectors.get(rtxn, &vec_key(space, id)).map_err(|e| self.heed_err(e))?.map(le_f32))
+    }
+
+    /// Number of items with an embedding in `space`.
+    pub fn embedding_count(&self, rtxn: &RoTxn, space: u16) -> Result<u32> {
+        let n = self.db.vectors.range(rtxn, &space_range(space)).map_err(|e| self.heed_err(e))?.count();
+        Ok(n as u32)
+    }
+
+    /// Appends the embeddings of ids `start..start+count` (row-major, `dim` each) to `out`; returns the
+    /// number of rows read, stopping at the first id without one. Lets analysis stream big spaces in blocks.
+    pub fn embedding_rows(
+        &self,
+        rtxn: &RoTxn,
+        space: u16,
+        start: u32,
+        count: u32,
+        dim: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<u32> {
+        let end = (u64::from(start) + u64::from(count)).min(u64::from(u32::MAX));
+        let range = vec_key(space, start)..(vec_key(space, 0) + end);
+        let iter = self.db.vectors.range(rtxn, &range).map_err(|e| self.heed_err(e))?;
+        let mut expected = start;
+        for r in iter {
+            let (k, v) = r.map_err(|e| self.heed_err(e))?;
+            let id = k as u32;
+            if id != expected {
+                break;
+            }
+            if v.len() != dim * 4 {
+                return Err(StoreError::Corrupt {
+                    what: format!("embedding {id} of space {space}"),
+                    why: format!("{} bytes, expected {}", v.len(), dim * 4),
+                });
+            }
+            out.extend(v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())));
+            expected += 1;
+        }
+        Ok(expected - start)
+    }
+
+    /// The whole space as a row-major [N, dim] matrix.
+    pub fn embedding_matrix(&self, rtxn: &RoTxn, space: &SpaceInfo) -> Result<Vec<f32>> {
+        let n = self.embedding_count(rtxn, space.index)?;
+        let mut out = Vec::with_capacity(n as usize * space.dim as usize);
+        self.embedding_rows(rtxn, space.index, 0, n, space.dim as usize, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn put_probs(&self, wtxn: &mut RwTxn, space: u16, id: u32, p: &[f32]) -> Result<()> {
+        self.db.probs.put(wtxn, &vec_key(space, id), &f32_le(p)).map_err(|e| self.heed_err(e))
+    }
+
+    pub fn probs(&self, rtxn: &RoTxn, space: u16, id: u32) -> Result<Option<Vec<f32>>> {
+        Ok(self.db.probs.get(rtxn, &vec_key(space, id)).map_err(|e| self.heed_err(e))?.map(le_f32))
+    }
+
+    /// Probabilities of ids `0..n` as a row-major [n, classes] matrix; None if any item lacks them.
+    pub fn probs_matrix(&self, rtxn: &RoTxn, space: &SpaceInfo, n: u32) -> Result<Option<Vec<f32>>> {
+        if space.num_classes == 0 {
+            return Ok(None);
+        }
+        let c = space.num_classes as usize;
+        let mut out = Vec::with_capacity(n as usize * c);
+        let iter = self.db.probs.range(rtxn, &space_range(space.index)).map_err(|e| self.heed_err(e))?;
+        let mut rows = 0u32;
+        for r in iter {
+            let (k, v) = r.map_err(|e| self.heed_err(e))?;
+            let id = k as u32;
+            if id != rows || v.len() != c * 4 {
+                return Ok(None);
+            }
+            out.extend(v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())));
+            rows += 1;
+            if rows == n {
+                break;
+            }
+        }
+        Ok((rows == n).then_some(out))
+    }
+
+    // ---- analysis columns ----
+
+    /// Writes a per-item column for `space` ("" for dataset-level columns).
+    pub fn put_column(&self, wtxn: &mut RwTxn, space: &str, name: &str, col: &Column) -> Result<()> {
+        self.db.columns.put(wtxn, &column_key(space, name), &encode_column(col)).map_err(|e| self.heed_err(e))
+    }
+
+    /// The whole column, copied out of the map. Its pages are then dropped from this process's resident set
+    /// (they stay in the page cache): a browser holding a million-row column should not pay for it twice.
+    pub fn column(&self, rtxn: &RoTxn, space: &str, name: &str) -> Result<Option<Column>> {
+        let key = column_key(space, name);
+        match self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? {
+            None => Ok(None),
+            Some(bytes) => {
+                let col = decode_column(&key, bytes);
+                release_pages(bytes);
+                col.map(Some)
+            }
+        }
+    }
+
+    /// One item's row of a column (e.g. its k neighbours) without decoding the whole column: the browser
+    /// asks for a handful of rows of million-row columns. None when the column or the row is absent.
+    pub fn column_row(&self, rtxn: &RoTxn, space: &str, name: &str, row: u32) -> Result<Option<Column>> {
+        let key = column_key(space, name);
+        let Some(bytes) = self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? else {
+            return Ok(None);
+        };
+        decode_column_row(&key, bytes, row)
+    }
+
+    pub fn delete_column(&self, wtxn: &mut RwTxn, space: &str, name: &str) -> Result<()> {
+        self.db.columns.delete(wtxn, &column_key(space, name)).map_err(|e| self.heed_err(e))?;
+        Ok(())
+    }
+
+    /// Names of the columns stored for `space`.
+    pub fn column_names(&self, rtxn: &RoTxn, space: &str) -> Result<Vec<String>> {
+        let prefix = format!("{space}/");
+        let iter = self.db.columns.prefix_iter(rtxn, &prefix).map_err(|e| self.heed_err(e))?;
+        let mut names = Vec::new();
+        for r in iter.remap_data_type::<heed::types::DecodeIgnore>() {
+            let (k, ()) = r.map_err(|e| self.heed_err(e))?;
+            names.push(k[prefix.len()..].to_string());
+        }
+        Ok(names)
+    }
+
+    // ---- triage tags ----
+
+    pub fn tag(&self, rtxn: &RoTxn, id: u32) -> Result<Option<Tag>> {
+        self.db.tags.get(rtxn, &id).map_err(|e| self.heed_err(e))
+    }
+
+    /// Sets the tag record of an item; an empty tag deletes the record.
+    pub fn put_tag(&self, wtxn: &mut RwTxn, id: u32, tag: &Tag) -> Result<()> {
+        if tag.is_empty() {
+            self.db.tags.delete(wtxn, &id).map_err(|e| self.heed_err(e))?;
+            Ok(())
+        } else {
+            self.db.tags.put(wtxn, &id, tag).map_err(|e| self.heed_err(e))
+        }
+    }
+
+    /// Every tagged item, id order.
+    pub fn tags(&self, rtxn: &RoTxn) -> Result<Vec<(u32, Tag)>> {
+        let iter = self.db.tags.iter(rtxn).map_err(|e| self.heed_err(e))?;
+        iter.map(|r| r.map_err(|e| self.heed_err(e))).collect()
+    }
+}

@@ -1,0 +1,118 @@
+//! Store safety on hostile file systems: a full disk and a read-only mount. Both need a private tmpfs, so
+//! they run as root (CI does) and say they skipped otherwise.
+
+use std::path::Path;
+use std::process::Command;
+
+use torchlight_store::{Item, Store, StoreError, Tag, TagKind};
+
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount_read_only(&self) {
+        let ok = Command::new("mount").args(["-o", "remount,ro"]).arg(self.path()).status().unwrap().success();
+        assert!(ok, "remount read-only failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+fn item(id: u32) -> Item {
+    Item { source: format!("image-{id}.png"), label: Some(id % 10), width: 28, height: 28, hash: id as u64 }
+}
+
+#[test]
+fn full_disk_fails_the_commit_and_keeps_what_was_committed() {
+    let Some(fs) = Tmpfs::mount("2m") else { return };
+    let dir = fs.path().join("store");
+    let store = Store::create_or_open(&dir).unwrap();
+    let mut committed = 0u32;
+    let mut failure = None;
+    // Batches of 100 items with 4 KiB of embedding each: the 2 MiB disk fills within a few batches.
+    'fill: for batch in 0..100u32 {
+        let mut w = match store.write_txn() {
+            Ok(w) => w,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        for id in batch * 100..(batch + 1) * 100 {
+            let res = store
+                .put_item(&mut w, id, &item(id))
+                .and_then(|()| store.put_embedding(&mut w, 0, id, &[id as f32; 1024]));
+            if let Err(e) = res {
+                failure = Some(e);
+                break 'fill;
+            }
+        }
+        match store.commit(w) {
+            Ok(()) => committed = (batch + 1) * 100,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let err = failure.expect("a 2 MiB disk must fill up");
+    assert!(err.to_string().contains(&dir.display().to_string()), "error names the store: {err}");
+    assert!(committed > 0, "some batches fit before the disk filled");
+    drop(store);
+    // Reopen: everything committed before the failure is intact and readable.
+    let store = Store::open(&dir).unwrap();
+    let r = store.read_txn().unwrap();
+    assert_eq!(store.item_count(&r).unwrap(), committed);
+    assert_eq!(store.embedding_count(&r, 0).unwrap(), committed);
+    assert_eq!(store.item(&r, committed - 1).unwrap().unwrap(), item(committed - 1));
+    assert_eq!(store.embedding(&r, 0, 7).unwrap().unwrap()[1023], 7.0);
+}
+
+#[test]
+fn read_only_mount_opens_for_reading_and_refuses_writes_clearly() {
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let dir = fs.path().join("store");
+    {
+        let store = Store::create_or_open(&dir).unwrap();
+        let mut w = store.write_txn().unwrap();
+        for id in 0..10 {
+            store.put_item(&mut w, id, &item(id)).unwrap();
+        }
+        store.put_tag(&mut w, 3, &Tag { kind: Some(TagKind::Outlier), ..Tag::default() }).unwrap();
+        store.commit(w).unwrap();
+    }
+    fs.remount_read_only();
+    let store = Store::open(&dir).expect("a read-only store opens for reading");
+    assert!(store.is_read_only());
+    let r = store.read_txn().unwrap();
+    assert_eq!(store.item_count(&r).unwrap(), 10);
+    assert_eq!(store.tags(&r).unwrap()[0].1.kind, Some(TagKind::Outlier));
+    drop(r);
+    let err = store.write_txn().map(|_| ()).unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly(_)), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(matches!(store.lock_writer("ingest").unwrap_err(), StoreError::ReadOnly(_)));
+}

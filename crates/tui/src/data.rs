@@ -1,0 +1,283 @@
+//! What the browser reads from a store, loaded once as flat vectors so that sorting and filtering a
+//! million items touches only memory. Per-item text (sources) is read lazily: a row at a time for the
+//! visible rows, all at once only when a source filter needs it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use torchlight_store::{Column, Result, RoTxn, Store, Tag, columns};
+
+/// Label id meaning "none" in the flat label vectors.
+pub use torchlight_store::NO_LABEL;
+
+/// A per-item yes/no column as bits: 125 kB for a million items where the stored u32s take 4 MB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    /// Set where the value is 1 (the stored flag columns' "yes").
+    pub fn from_flags(values: &[u32]) -> Bits {
+        let mut words = vec![0u64; values.len().div_ceil(64)];
+        for (i, _) in values.iter().enumerate().filter(|(_, v)| **v == 1) {
+            words[i / 64] |= 1 << (i % 64);
+        }
+        Bits { words, len: values.len() }
+    }
+
+    pub fn get(&self, i: usize) -> bool {
+        i < self.len && self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The analysis columns of one embedding space; a column the analysis has not written is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceData {
+    pub name: String,
+    pub index: u16,
+    pub outlier: Option<Vec<f32>>,
+    pub nn_distance: Option<Vec<f32>>,
+    pub label_quality: Option<Vec<f32>>,
+    pub pred: Option<Vec<u32>>,
+    pub label_issue: Option<Bits>,
+    pub near_duplicate: Option<Bits>,
+    /// 2-D projection (x, y interleaved) and its name (umap, else pca).
+    /// Shared with the pixel scatter's worker thread.
+    pub projection: Option<(&'static str, Arc<Vec<f32>>)>,
+    /// Bounding box of the projection: x0, y0, x1, y1.
+    pub bounds: [f32; 4],
+    /// Outlier score at or below which an item counts as an outlier (the lowest 1%).
+    pub outlier_cut: f32,
+    pub has_ann: bool,
+    pub k: u32,
+}
+
+/// Everything the table, the filters and the scatter need, for all items.
+#[derive(Debug, Clone, Default)]
+pub struct Data {
+    pub items: u32,
+    /// Shared with the pixel scatter's worker thread.
+    pub label: Arc<Vec<u32>>,
+    pub label_names: Vec<String>,
+    pub spaces: Vec<SpaceData>,
+    pub tags: HashMap<u32, Tag>,
+    pub dataset: Option<String>,
+    pub complete: bool,
+}
+
+fn f32s(col: Option<Column>, n: usize, width: u32) -> Option<Vec<f32>> {
+    match col {
+        Some(Column::F32 { width: w, values }) if w == width && values.len() == n * width as usize => Some(values),
+        _ => None,
+    }
+}
+
+fn u32s(col: Option<Column>, n: usize) -> Option<Vec<u32>> {
+    match col {
+        Some(Column::U32 { width: 1, values }) if values.len() == n => Some(values),
+        _ => None,
+    }
+}
+
+impl Data {
+    /// Reads labels, tags and every space's columns in one snapshot: an ingest committing meanwhile is not seen
+    /// half-way. Columns whose length disagrees with the item count (an analysis of an older snapshot) are ignored.
+    pub fn load(store: &Store) -> Result<Data> {
+        let r = store.read_txn()?;
+        let n = store.item_count(&r)? as usize;
+        let names: Vec<(String, u16)> = store.spaces(&r)?.into_iter().map(|s| (s.name, s.index)).collect();
+        // Each space's columns load on their own thread (with their own read transaction, validated
+        // against this snapshot's item count) while this one scans the labels.
+        let (label, spaces) = std::thread::scope(|scope| {
+            let workers: Vec<_> = names
+                .iter()
+                .map(|(name, index)| {
+                    scope.spawn(move || -> Result<SpaceData> {
+                        let r = store.read_txn()?;
+                        load_space(store, &r, name, *index, n)
+                    })
+                })
+                .collect();
+            let label = store.label_ids(&r);
+            let spaces: Result<Vec<SpaceData>> =
+                workers.into_iter().map(|w| w.join().expect("a space loader panicked")).collect();
+            label.map(|l| (l, spaces))
+        })?;
+        let spaces = spaces?;
+        let dataset = store.dataset(&r)?;
+        if dataset.as_ref().is_some_and(|d| d.complete) && store.label_column_stale(&r)? {
+            upgrade_label_column(store, &label);
+        }
+        let mut label_names = store.label_names(&r)?;
+        let max_label = label.iter().filter(|&&l| l != NO_LABEL).max().copied();
+        if let Some(m) = max_label {
+            // Labels without names still get a readable one.
+            for i in label_names.len()..=m as usize {
+                label_names.push(format!("#{i}"));
+            }
+        }
+        let tags = store.tags(&r)?.into_iter().collect();
+        Ok(Data {
+            items: n as u32,
+            label: Arc::new(label),
+            label_names,
+            spaces,
+            tags,
+            complete: dataset.as_ref().is_some_and(|d| d.complete),
+            dataset: dataset.map(|d| d.source),
+        })
+    }
+
+    pub fn label_name(&self, label: u32) -> &str {
+        if label == NO_LABEL { "-" } else { self.label_names.get(label as usize).map_or("?", String::as_str) }
+    }
+
+    /// The predicted label of `id` in `space`, else in any space that has predictions.
+    pub fn pred(&self, space: usize, id: u32) -> Option<u32> {
+        let own = self.spaces.get(space).and_then(|s| s.pred.as_ref());
+        own.or_else(|| self.spaces.iter().find_map(|s| s.pred.as_ref())).map(|p| p[id as usize])
+    }
+
+    pub fn label_quality(&self, space: usize, id: u32) -> Option<f32> {
+        let own = self.spaces.get(space).and_then(|s| s.label_quality.as_ref());
+        own.or_else(|| self.spaces.iter().find_map(|s| s.label_quality.as_ref())).map(|p| p[id as usize])
+    }
+
+    pub fn label_issue(&self, space: usize, id: u32) -> bool {
+        let own = self.spaces.get(space).and_then(|s| s.label_issue.as_ref());
+        own.or_else(|| self.spaces.iter().find_map(|s| s.label_issue.as_ref())).is_some_and(|p| p.get(id as usize))
+    }
+
+    pub fn near_duplicate(&self, space: usize, id: u32) -> bool {
+        self.spaces.get(space).and_then(|s| s.near_duplicate.as_ref()).is_some_and(|p| p.get(id as usize))
+    }
+
+    pub fn is_outlier(&self, space: usize, id: u32) -> bool {
+        self.spaces
+            .get(space)
+            .and_then(|s| s.outlier.as_ref().map(|o| o[id as usize] <= s.outlier_cut))
+            .unwrap_or(false)
+    }
+}
+
+/// A store written before the label column existed pays a scan of every item record on each open: the first
+/// browse of a complete dataset writes the column (from the labels it just read) so later opens do not. Best
+/// effort: a read-only store, or one an ingest or analysis is writing (writer lock held), is left as it is.
+fn upgrade_label_column(store: &Store, label: &[u32]) {
+    let Ok(_lock) = store.lock_writer("browse") else { return };
+    let _ = (|| -> Result<()> {
+        let mut w = store.write_txn()?;
+        if store.item_count(&w)? as usize == label.len() && store.label_column_stale(&w)? {
+            store.put_column(&mut w, "", columns::LABEL, &Column::U32 { width: 1, values: label.to_vec() })?;
+        }
+        store.commit(w)
+    })();
+}
+
+fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Result<SpaceData> {
+    let col = |c: &str| store.column(r, name, c);
+    let outlier = f32s(col(columns::OUTLIER_SCORE)?, n, 1);
+    let projection = match f32s(col(columns::UMAP)?, n, 2) {
+        Some(p) => Some(("umap", Arc::new(p))),
+        None => f32s(col(columns::PCA)?, n, 2).map(|p| ("pca", Arc::new(p))),
+    };
+    let mut bounds = [0.0, 0.0, 1.0, 1.0];
+    if let Some((_, p)) = &projection
+        && !p.is_empty()
+    {
+        bounds = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+        for q in p.chunks_exact(2).filter(|q| q[0].is_finite() && q[1].is_finite()) {
+            bounds = [bounds[0].min(q[0]), bounds[1].min(q[1]), bounds[2].max(q[0]), bounds[3].max(q[1])];
+        }
+    }
+    let outlier_cut = outlier.as_ref().map_or(f32::MIN, |o| {
+        let mut v = o.clone();
+        let at = (v.len() / 100).min(v.len().saturating_sub(1));
+        if v.is_empty() { f32::MIN } else { *v.select_nth_unstable_by(at, f32::total_cmp).1 }
+    });
+    let k = store.column_row(r, name, columns::KNN_IDS, 0)?.map_or(0, |c| c.width());
+    Ok(SpaceData {
+        name: name.to_string(),
+        index,
+        nn_distance: f32s(col(columns::NN_DISTANCE)?, n, 1),
+        label_quality: f32s(col(columns::LABEL_QUALITY)?, n, 1),
+        pred: u32s(col(columns::PRED)?, n),
+        label_issue: u32s(col(columns::LABEL_ISSUE)?, n).map(|v| Bits::from_flags(&v)),
+        near_duplicate: u32s(col(columns::NEAR_DUPLICATE)?, n).map(|v| Bits::from_flags(&v)),
+        outlier,
+        projection,
+        bounds,
+        outlier_cut,
+        has_ann: store.has_ann(r, index),
+        k,
+    })
+}
+
+/// The k nearest neighbours of `id` in a space, from the analysis's lists, as (id, distance).
+pub fn neighbours(store: &Store, r: &RoTxn, space: &str, id: u32) -> Result<Vec<(u32, f32)>> {
+    let ids = store.column_row(r, space, columns::KNN_IDS, id)?;
+    let dists = store.column_row(r, space, columns::KNN_DISTANCES, id)?;
+    Ok(match (ids, dists) {
+        (Some(Column::U32 { values: ids, .. }), Some(Column::F32 { values: d, .. })) => {
+            ids.into_iter().zip(d).collect()
+        }
+        (Some(Column::U32 { values: ids, .. }), _) => ids.into_iter().map(|i| (i, f32::NAN)).collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// The confidence of the prediction `Data::pred` shows for `id`: the same space's column, else the first space
+/// with predictions.
+pub fn confidence(store: &Store, r: &RoTxn, data: &Data, space: usize, id: u32) -> Option<f32> {
+    let own = data.spaces.get(space).filter(|s| s.pred.is_some());
+    let sp = own.or_else(|| data.spaces.iter().find(|s| s.pred.is_some()))?;
+    match store.column_row(r, &sp.name, columns::CONFIDENCE, id) {
+        Ok(Some(Column::F32 { values, .. })) => values.first().copied(),
+        _ => None,
+    }
+}
+
+/// Every item's source in one buffer (a million `String`s would cost three times the memory).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Sources {
+    pub fn get(&self, id: u32) -> &str {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// Every item's source, id order (only for the source filter).
+pub fn sources(store: &Store) -> Result<Sources> {
+    let r = store.read_txn()?;
+    let mut s = Sources::default();
+    store.for_each_item_ref(&r, |_, item| {
+        s.text.push_str(item.source);
+        s.ends.push(s.text.len());
+    })?;
+    s.text.shrink_to_fit();
+    Ok(s)
+}

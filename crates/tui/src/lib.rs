@@ -1,0 +1,120 @@
+//! torchlight's terminal browser (`torchlight browse`): a keyboard-driven UI over a store.
+//!
+//! One `App` holds all state (`app.rs`); keys become `Action`s (`keys.rs`, `action.rs`), `App::update`
+//! applies them, and `impl Widget for &App` (`widgets/`) draws without changing anything. Terminal
+//! input, ticks and image worker results arrive on one channel (`event.rs`). `preview/` is the only
+//! module that talks to ratatui-image.
+
+pub mod action;
+pub mod app;
+pub mod data;
+pub mod event;
+pub mod keys;
+pub mod preview;
+pub mod theme;
+pub mod widgets;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use torchlight_store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrowseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("terminal error: {0}")]
+    Terminal(#[from] std::io::Error),
+    #[error("`torchlight browse` needs a terminal: run it in an interactive shell (stdin and stdout a tty)")]
+    NotATerminal,
+}
+
+pub struct RunOptions {
+    pub dir: PathBuf,
+    pub graphics: preview::Choice,
+    pub detect_timeout: Duration,
+    pub space: Option<String>,
+}
+
+/// Opens the store, takes over the terminal and runs until the user quits. The terminal is restored on
+/// every way out, a panic included.
+pub fn run(o: RunOptions) -> Result<(), BrowseError> {
+    let store = Store::open(&o.dir)?;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(BrowseError::NotATerminal);
+    }
+    // The graphics query reads stdin: it must finish before the input thread starts.
+    let graphics = preview::Graphics::detect(o.graphics, o.detect_timeout);
+    let (tx, rx) = mpsc::channel();
+    let options = app::Options {
+        store_label: o.dir.display().to_string(),
+        space: o.space,
+        theme: theme::Theme::from_env(),
+        size: crossterm::terminal::size()?,
+    };
+    let mut app = app::App::new(Arc::new(store), options, &graphics, tx.clone())?;
+    restore_terminal_on_panic();
+    let mut terminal = ratatui::try_init()?;
+    let result = ui_loop(&mut terminal, &mut app, &graphics, tx, &rx);
+    restore_terminal();
+    ratatui::restore();
+    result
+}
+
+/// Chains a panic hook that leaves raw mode, mouse capture and the alternate screen before the report is
+/// printed, so a crash never leaves the user's shell unusable.
+fn restore_terminal_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        report(info);
+    }));
+}
+
+/// Leaves raw mode, mouse capture and the alternate screen; harmless when none is active.
+fn restore_terminal() {
+    use crossterm::{cursor, event, execute, terminal};
+    if terminal::is_raw_mode_enabled().unwrap_or(false) {
+        let _ = terminal::disable_raw_mode();
+        let _ = execute!(std::io::stdout(), event::DisableMouseCapture, terminal::LeaveAlternateScreen, cursor::Show);
+    }
+}
+
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut app::App,
+    graphics: &preview::Graphics,
+    tx: mpsc::Sender<event::Event>,
+    rx: &mpsc::Receiver<event::Event>,
+) -> Result<(), BrowseError> {
+    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+    let size = terminal.size()?;
+    app.resize(size.width, size.height);
+    event::spawn_terminal_reader(tx, Duration::from_millis(1000));
+    let mut shown: Option<u32> = None;
+    loop {
+        // Pixel images live outside the cell grid: when the selection changes, repaint everything so old
+        // pictures do not linger where the new frame has unchanged blank cells.
+        if graphics.is_pixel_protocol() && app.selected() != shown {
+            terminal.clear()?;
+            shown = app.selected();
+        }
+        terminal.draw(|f| f.render_widget(&*app, f.area()))?;
+        let Ok(ev) = rx.recv() else { return Ok(()) };
+        let mut dirty = app.handle(ev);
+        // Apply everything already waiting (a held key) before drawing once.
+        while let Ok(ev) = rx.try_recv() {
+            dirty |= app.handle(ev);
+            if app.quit {
+                break;
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        let _ = dirty;
+    }
+}

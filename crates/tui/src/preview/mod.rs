@@ -1,0 +1,305 @@
+//! Terminal images: the only module that knows ratatui-image. The rest of the browser asks for "these items'
+//! thumbnails at these cell sizes" and later draws the `Picture`s that come back; decoding, resizing and
+//! encoding (sixel encoding of a large image takes tens of milliseconds) happen on a worker thread.
+//!
+//! The worker holds one waiting request: a newer one replaces it, so holding `j` down over a thousand
+//! items encodes only the images of where the cursor stops. Results carry the selection they were made
+//! for; the app drops those that arrive after the selection moved on.
+//!
+//! On pixel terminals a second worker, the `Plotter`, draws the scatter panels as pictures the same way
+//! (one waiting request, newest wins), so a million-point plot never holds up a key.
+
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use image::imageops::FilterType;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Rect, Size};
+use ratatui::widgets::Widget;
+use ratatui_image::picker::cap_parser::QueryStdioOptions;
+use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::protocol::Protocol;
+use ratatui_image::{Image, Resize};
+
+use super::event::Event;
+use super::widgets::scatter::{self, PlotJob, PlotKey};
+use torchlight_store::Store;
+
+/// How images reach the terminal.
+#[derive(Clone)]
+pub enum Graphics {
+    /// `--graphics none`: text only.
+    Text,
+    Images(Picker),
+}
+
+impl std::fmt::Debug for Graphics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The image protocol the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Ask the terminal; halfblocks when it does not answer in time.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    Halfblocks,
+    /// Text only.
+    None,
+}
+
+impl Graphics {
+    /// Picks the protocol once at start-up. `auto` asks the terminal (waiting at most `timeout`); a named
+    /// protocol is forced, still asking for the cell size that sixel/kitty/iTerm2 need to scale images.
+    /// Must run before anything else reads stdin.
+    pub fn detect(choice: Choice, timeout: Duration) -> Graphics {
+        let query = || {
+            let options = QueryStdioOptions {
+                timeout_ms: timeout.as_millis().min(i32::MAX as u128) as i32,
+                ..Default::default()
+            };
+            Picker::from_query_stdio_with_options(options).unwrap_or_else(|_| Picker::halfblocks())
+        };
+        let forced = |p: ProtocolType| {
+            let mut picker = query();
+            picker.set_protocol_type(p);
+            Graphics::Images(picker)
+        };
+        match choice {
+            Choice::None => Graphics::Text,
+            Choice::Halfblocks => Graphics::halfblocks(),
+            Choice::Sixel => forced(ProtocolType::Sixel),
+            Choice::Kitty => forced(ProtocolType::Kitty),
+            Choice::Iterm2 => forced(ProtocolType::Iterm2),
+            Choice::Auto => Graphics::Images(query()),
+        }
+    }
+
+    /// Halfblocks without asking the terminal anything: deterministic, works everywhere (tests use it).
+    pub fn halfblocks() -> Graphics {
+        Graphics::Images(Picker::halfblocks())
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Graphics::Text => "none",
+            Graphics::Images(p) => match p.protocol_type() {
+                ProtocolType::Halfblocks => "halfblocks",
+                ProtocolType::Sixel => "sixel",
+                ProtocolType::Kitty => "kitty",
+                ProtocolType::Iterm2 => "iterm2",
+            },
+        }
+    }
+
+    pub fn shows_images(&self) -> bool {
+        matches!(self, Graphics::Images(_))
+    }
+
+    /// Whether images are drawn outside the cell grid (the terminal must be cleared when they move).
+    pub fn is_pixel_protocol(&self) -> bool {
+        matches!(self, Graphics::Images(p) if p.protocol_type() != ProtocolType::Halfblocks)
+    }
+}
+
+/// One wanted image: an item's thumbnail fitted into `cells`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub item: u32,
+    pub cells: (u16, u16),
+}
+
+/// Everything wanted for one selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub selection: u32,
+    pub wants: Vec<Want>,
+}
+
+/// An encoded image, ready to draw.
+#[derive(Clone)]
+pub struct Picture {
+    protocol: Protocol,
+}
+
+impl Picture {
+    pub fn cells(&self) -> (u16, u16) {
+        let s = self.protocol.size();
+        (s.width, s.height)
+    }
+}
+
+pub struct Rendered {
+    pub selection: u32,
+    pub want: Want,
+    /// The picture, or why there is none (no thumbnail stored, undecodable bytes).
+    pub picture: Result<Picture, String>,
+}
+
+/// Draws a picture at the top-left of the area (nothing when it does not fit).
+pub struct PictureView<'a>(pub &'a Picture);
+
+impl Widget for PictureView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        Image::new(&self.0.protocol).render(area, buf);
+    }
+}
+
+/// One waiting request for a worker thread; a newer one replaces it.
+struct Slot<T> {
+    waiting: Mutex<Option<T>>,
+    wake: Condvar,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { waiting: Mutex::new(None), wake: Condvar::new() }
+    }
+}
+
+impl<T> Slot<T> {
+    fn put(&self, req: T) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(req);
+        self.wake.notify_one();
+    }
+
+    /// Blocks until there is a request.
+    fn take(&self) -> T {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = waiting.take() {
+                return r;
+            }
+            waiting = self.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn newer_waiting(&self) -> bool {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+/// The image worker: resize and encode off the UI thread.
+pub struct Worker {
+    slot: Arc<Slot<Request>>,
+}
+
+impl Worker {
+    /// Starts the worker; results are sent as `Event::Preview` on `tx`. Returns None for text-only graphics.
+    pub fn spawn(store: Arc<Store>, graphics: &Graphics, tx: Sender<Event>) -> Option<Worker> {
+        let Graphics::Images(picker) = graphics.clone() else {
+            return None;
+        };
+        let slot = Arc::new(Slot::default());
+        let theirs = slot.clone();
+        thread::Builder::new()
+            .name("preview".into())
+            .spawn(move || work(&store, &picker, &theirs, &tx))
+            .expect("spawning the preview thread");
+        Some(Worker { slot })
+    }
+
+    /// Replaces any request still waiting: only the newest selection matters.
+    pub fn request(&self, req: Request) {
+        self.slot.put(req);
+    }
+}
+
+fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, tx: &Sender<Event>) {
+    loop {
+        let req = slot.take();
+        for want in req.wants {
+            // A newer selection makes the rest of this one pointless.
+            if slot.newer_waiting() {
+                break;
+            }
+            let picture = encode(store, picker, want);
+            if tx.send(Event::Preview(Rendered { selection: req.selection, want, picture })).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads, decodes, scales and encodes one thumbnail.
+pub fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, String> {
+    let bytes = {
+        let r = store.read_txn().map_err(|e| e.to_string())?;
+        store.thumbnail(&r, want.item).map_err(|e| e.to_string())?.ok_or_else(|| "no thumbnail".to_string())?
+    };
+    let img = image::load_from_memory(&bytes).map_err(|e| format!("thumbnail: {e}"))?;
+    // Small images (MNIST's 28 px) keep crisp pixels; photos get a smooth filter.
+    let filter = if img.width().max(img.height()) <= 64 { FilterType::Nearest } else { FilterType::Triangle };
+    let size = Size::new(want.cells.0, want.cells.1);
+    let protocol = picker.new_protocol(img, size, Resize::Scale(Some(filter))).map_err(|e| e.to_string())?;
+    Ok(Picture { protocol })
+}
+
+/// A scatter panel drawn as a picture.
+pub struct Plotted {
+    pub space: usize,
+    pub key: PlotKey,
+    pub picture: Result<Picture, String>,
+}
+
+/// The pixel scatter worker: draws and encodes the scatter panels off the UI thread.
+pub struct Plotter {
+    slot: Arc<Slot<Vec<PlotJob>>>,
+    font: (u16, u16),
+}
+
+impl Plotter {
+    /// Starts the worker for pixel protocols only: drawn as halfblocks a scatter is coarser than braille.
+    pub fn spawn(graphics: &Graphics, tx: Sender<Event>) -> Option<Plotter> {
+        let Graphics::Images(picker) = graphics.clone() else {
+            return None;
+        };
+        if !graphics.is_pixel_protocol() {
+            return None;
+        }
+        let font = picker.font_size();
+        let slot: Arc<Slot<Vec<PlotJob>>> = Arc::new(Slot::default());
+        let theirs = slot.clone();
+        thread::Builder::new()
+            .name("plot".into())
+            .spawn(move || {
+                loop {
+                    for job in theirs.take() {
+                        if theirs.newer_waiting() {
+                            break;
+                        }
+                        let picture = plot(&picker, &job);
+                        if tx.send(Event::Plot(Plotted { space: job.space, key: job.key, picture })).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("spawning the plot thread");
+        Some(Plotter { slot, font: (font.width.max(1), font.height.max(1)) })
+    }
+
+    /// Pixels per cell (width, height) of the terminal's font.
+    pub fn font_size(&self) -> (u16, u16) {
+        self.font
+    }
+
+    /// Replaces any jobs still waiting.
+    pub fn request(&self, jobs: Vec<PlotJob>) {
+        self.slot.put(jobs);
+    }
+}
+
+/// Draws and encodes one panel; the image is exactly the plot's cells in pixels, so nothing is rescaled.
+pub fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, String> {
+    let img = image::DynamicImage::ImageRgb8(scatter::plot_pixels(job));
+    let size = Size::new(job.cells.0, job.cells.1);
+    let protocol = picker.new_protocol(img, size, Resize::Fit(None)).map_err(|e| e.to_string())?;
+    Ok(Picture { protocol })
+}

@@ -1,0 +1,198 @@
+//! The item table: only the rows on screen are built, whatever the number of items.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table as RTable, Widget};
+
+use crate::app::{App, SortKey};
+use crate::data::NO_LABEL;
+use torchlight_store::{Tag, TagKind};
+
+pub struct Table<'a>(pub &'a App);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Mark,
+    Id,
+    Label,
+    Pred,
+    Outlier,
+    Nn,
+    Quality,
+    Flags,
+    Tag,
+    Source,
+}
+
+impl Col {
+    fn header(self) -> &'static str {
+        match self {
+            Col::Mark => "",
+            Col::Id => "id",
+            Col::Label => "label",
+            Col::Pred => "pred",
+            Col::Outlier => "outlier",
+            Col::Nn => "nn dist",
+            Col::Quality => "lq",
+            Col::Flags => "flg",
+            Col::Tag => "tag",
+            Col::Source => "source",
+        }
+    }
+
+    fn width(self) -> Constraint {
+        match self {
+            Col::Mark => Constraint::Length(1),
+            Col::Id => Constraint::Length(7),
+            Col::Label | Col::Pred => Constraint::Length(10),
+            Col::Outlier | Col::Nn => Constraint::Length(8),
+            Col::Quality => Constraint::Length(5),
+            Col::Flags => Constraint::Length(3),
+            Col::Tag => Constraint::Length(5),
+            Col::Source => Constraint::Min(4),
+        }
+    }
+
+    fn sort_key(self) -> Option<SortKey> {
+        match self {
+            Col::Id => Some(SortKey::Id),
+            Col::Label => Some(SortKey::Label),
+            Col::Pred => Some(SortKey::Pred),
+            Col::Outlier => Some(SortKey::Outlier),
+            Col::Nn => Some(SortKey::NnDistance),
+            Col::Quality => Some(SortKey::LabelQuality),
+            Col::Tag => Some(SortKey::Tag),
+            _ => None,
+        }
+    }
+}
+
+/// Which columns fit: the narrowest layout still shows the sorted column.
+fn columns(width: u16, sort: SortKey) -> Vec<Col> {
+    use Col::*;
+    if width >= 90 {
+        return vec![Mark, Id, Label, Pred, Outlier, Nn, Quality, Flags, Tag, Source];
+    }
+    if width >= 58 {
+        let mut c = vec![Mark, Id, Label, Pred, Outlier, Quality, Flags, Tag, Source];
+        if sort == SortKey::NnDistance {
+            c[5] = Nn;
+        }
+        return c;
+    }
+    let score = match sort {
+        SortKey::NnDistance => Nn,
+        SortKey::LabelQuality => Quality,
+        SortKey::Pred => Pred,
+        _ => Outlier,
+    };
+    vec![Mark, Id, Label, score, Flags, Tag, Source]
+}
+
+pub fn tag_text(tag: Option<&Tag>) -> String {
+    let Some(t) = tag else { return String::new() };
+    let kind = match t.kind {
+        Some(TagKind::Ok) => "ok",
+        Some(TagKind::Outlier) => "outl",
+        Some(TagKind::Mislabeled) => "misl",
+        Some(TagKind::Duplicate) => "dup",
+        None => "",
+    };
+    let extra = if t.new_label.is_some() || t.note.is_some() { "+" } else { "" };
+    format!("{kind}{extra}")
+}
+
+fn num(v: Option<f32>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.4}"),
+        Some(_) => "nan".into(),
+        None => "-".into(),
+    }
+}
+
+impl Widget for Table<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let t = &app.theme;
+        let title = format!(" items {}/{} ", app.view.len(), app.data.items);
+        let block = Block::bordered().border_style(t.focus_border()).title(title).title_style(t.title());
+        if app.view.is_empty() {
+            let msg = "No item matches the filter: c clears filters.";
+            Paragraph::new(msg).style(t.dim()).block(block).render(area, buf);
+            return;
+        }
+        let inner_w = area.width.saturating_sub(2);
+        let cols = columns(inner_w, app.sort);
+        let arrow = if app.desc { "↓" } else { "↑" };
+        let header = Row::new(cols.iter().map(|c| {
+            let mut h = c.header().to_string();
+            if c.sort_key() == Some(app.sort) {
+                h.push_str(arrow);
+            }
+            Cell::from(h)
+        }))
+        .style(t.header());
+        let sp = app.data.spaces.get(app.space);
+        let rows = app.rows.iter().enumerate().map(|(i, row)| {
+            let id = row.id;
+            let idx = id as usize;
+            let label = app.data.label[idx];
+            let tag = app.data.tags.get(&id);
+            let cells = cols.iter().map(|c| match c {
+                Col::Mark => {
+                    if app.marks.contains(&id) {
+                        Cell::from(Span::styled("●", t.marked()))
+                    } else {
+                        Cell::from(" ")
+                    }
+                }
+                Col::Id => Cell::from(id.to_string()),
+                Col::Label => Cell::from(Span::styled(app.data.label_name(label).to_string(), t.label(label))),
+                Col::Pred => match app.data.pred(app.space, id) {
+                    Some(p) => {
+                        let style = if p != label && label != NO_LABEL { t.warn() } else { t.label(p) };
+                        Cell::from(Span::styled(app.data.label_name(p).to_string(), style))
+                    }
+                    None => Cell::from("-"),
+                },
+                Col::Outlier => {
+                    let v = sp.and_then(|s| s.outlier.as_ref()).map(|o| o[idx]);
+                    let style = if app.data.is_outlier(app.space, id) { t.outlier() } else { Style::new() };
+                    Cell::from(Span::styled(num(v), style))
+                }
+                Col::Nn => Cell::from(num(sp.and_then(|s| s.nn_distance.as_ref()).map(|o| o[idx]))),
+                Col::Quality => Cell::from(match app.data.label_quality(app.space, id) {
+                    Some(q) => format!("{q:.2}"),
+                    None => "-".into(),
+                }),
+                Col::Flags => {
+                    let mut spans = Vec::new();
+                    if app.data.near_duplicate(app.space, id) {
+                        spans.push(Span::styled("D", t.tag(TagKind::Duplicate)));
+                    }
+                    if app.data.label_issue(app.space, id) {
+                        spans.push(Span::styled("!", t.tag(TagKind::Mislabeled)));
+                    }
+                    if app.data.is_outlier(app.space, id) {
+                        spans.push(Span::styled("o", t.outlier()));
+                    }
+                    Cell::from(Line::from(spans))
+                }
+                Col::Tag => {
+                    let style = tag.and_then(|x| x.kind).map_or(Style::new(), |k| t.tag(k));
+                    Cell::from(Span::styled(tag_text(tag), style))
+                }
+                Col::Source => Cell::from(row.source.clone()),
+            });
+            let r = Row::new(cells);
+            if app.top + i == app.cursor { r.style(t.selected_row()) } else { r }
+        });
+        RTable::new(rows, cols.iter().map(|c| c.width()))
+            .header(header)
+            .column_spacing(1)
+            .block(block)
+            .render(area, buf);
+    }
+}

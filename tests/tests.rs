@@ -1,0 +1,9 @@
+//! End-to-end tests: the two binaries run as a user runs them, one module per area.
+
+mod common;
+
+mod browse_tmux;
+mod cli;
+mod light;
+mod reliability;
+mod security;
