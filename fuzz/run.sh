@@ -1,14 +1,17 @@
 #!/bin/sh
-# Builds the fuzz targets on the stable toolchain and runs one with libFuzzer.
+# Builds the fuzz targets on the stable toolchain and runs one with libFuzzer. From the repository root:
 #   fuzz/run.sh TARGET [SECONDS] [extra libFuzzer flags]      e.g. fuzz/run.sh store_column 600
-# Targets: fuzz/fuzz_targets/*.rs. New inputs go to fuzz/corpus/TARGET (only the committed seed-* files are
-# tracked), crashes to fuzz/artifacts/TARGET/. Exit status is libFuzzer's: 0 when no crash in the time given.
+# Targets: fuzz/fuzz_targets/*.rs. New inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET/.
+# Exit status is libFuzzer's: 0 when no crash in the time given. The dataset-reader targets link
+# torchlight-engine, hence libtorch: LIBTORCH defaults to the repository's .venv/libtorch (.ci/setup makes it).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-target=${1:?usage: fuzz/run.sh TARGET [SECONDS]}
+target=${1:?usage: fuzz/run.sh TARGET [SECONDS] [libFuzzer flags]}
 seconds=${2:-600}
 shift $(( $# < 2 ? $# : 2 ))
-: "${LIBTORCH:?set LIBTORCH (e.g. .venv/libtorch after .ci/setup): torchlight links libtorch}"
+LIBTORCH=${LIBTORCH:-$here/../.venv/libtorch}
+[ -d "$LIBTORCH/lib" ] || { echo "no libtorch at $LIBTORCH: run .ci/setup or set LIBTORCH" >&2; exit 1; }
+LIBTORCH=$(cd "$LIBTORCH" && pwd)
 export LIBTORCH
 cd "$here"
 RUSTC_WRAPPER="$here/rustc-wrap.sh" cargo build --release --bin "$target"

@@ -1,11 +1,11 @@
 //! Shared by the dataset-reader targets: the readers take paths, so each input is written to a file in a
-//! per-process directory (on /dev/shm when it exists) and opened through `torchlight::source`, exactly as
-//! `torchlight ingest` opens a dataset; then the first records are read and decoded.
+//! per-process directory (on /dev/shm when it exists) and opened through `torchlight_engine::source`,
+//! exactly as `torchlight ingest` opens a dataset; then the first records are read and decoded.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use torchlight::source::{self, Format, OpenOptions};
+use torchlight_engine::source::{self, Format, OpenOptions};
 
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

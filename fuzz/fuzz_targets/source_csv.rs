@@ -5,7 +5,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use torchlight::source::Format;
+use torchlight_engine::source::Format;
 
 // A 1x1 grey PNG.
 const PNG: &[u8] = &[

@@ -6,7 +6,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use torchlight::source::Format;
+use torchlight_engine::source::Format;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torchlight::store::{Column, decode_column, decode_column_row, encode_column};
+use torchlight_store::{Column, decode_column, decode_column_row, encode_column};
 
 fuzz_target!(|data: &[u8]| {
     // The first 4 bytes pick the row; the rest is the blob.

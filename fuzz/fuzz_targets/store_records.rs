@@ -6,7 +6,7 @@
 use heed::BytesDecode;
 use heed::types::{SerdeBincode, SerdeJson};
 use libfuzzer_sys::fuzz_target;
-use torchlight::store::{DatasetInfo, Item, ItemRef, Skipped, SpaceInfo, Tag};
+use torchlight_store::{DatasetInfo, Item, ItemRef, Skipped, SpaceInfo, Tag};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
