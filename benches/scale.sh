@@ -1,7 +1,9 @@
 #!/bin/bash
 # Scale: a synthetic N-item, D-dim store (default 1,000,000 x 768), then `torchlight analyze` and the browse
 # bench on it; prints wall time and peak RSS of each step (GNU time). Slow: run by hand.
-#   LIBTORCH=... reliability/scale.sh [ITEMS] [DIM]        e.g. reliability/scale.sh 100000 768
+#   benches/scale.sh [ITEMS] [DIM]        e.g. benches/scale.sh 100000 768
+# The store comes from the torchlight-synth generator (crates/synth), run through the ignored end-to-end test
+# `reliability::generate_scale_store` (tests/reliability.rs); the browse bench is crates/tui/benches/browse.rs.
 # Disk: about ITEMS * DIM * 4 * 2 spaces bytes (6.1 GB at 1M x 768). The store is kept in $SCALE_DIR
 # (default $TMPDIR) so a second run skips generation; delete it afterwards.
 set -euo pipefail
@@ -10,7 +12,7 @@ items=${1:-1000000}
 dim=${2:-768}
 store=${SCALE_DIR:-${TMPDIR:-/tmp}}/torchlight-scale-$items-$dim
 target=${CARGO_TARGET_DIR:-target}
-: "${LIBTORCH:?set LIBTORCH}"
+[ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 measure() { # label, command...
     local label=$1
@@ -26,17 +28,18 @@ measure() { # label, command...
     rm -f "$log"
 }
 
-cargo build --release --bin torchlight
-cargo test --release --test reliability --no-run
+# Both binaries: `torchlight analyze` hands the work to torchlight-engine beside it.
+cargo build --release
+cargo test --release --test e2e --no-run
 if [ ! -e "$store/scale-complete" ]; then
     rm -rf "$store"
     measure generate env RELIABILITY_STORE="$store" RELIABILITY_ITEMS="$items" RELIABILITY_DIM="$dim" \
-        cargo test --release --test reliability -- --ignored --exact generate_scale_store --nocapture
+        cargo test --release --test e2e -- --ignored --exact reliability::generate_scale_store --nocapture
     touch "$store/scale-complete"
 fi
 du -sh "$store"
 measure analyze "$target/release/torchlight" analyze --store "$store" --device cpu
 # The browse bench opens an existing store when it finds its marker file.
 touch "$store/bench-complete"
-measure browse env BROWSE_BENCH_DIR="$store" BROWSE_BENCH_ITEMS="$items" cargo bench --bench browse
+measure browse env BROWSE_BENCH_DIR="$store" BROWSE_BENCH_ITEMS="$items" cargo bench -p torchlight-tui --bench browse
 cat "$store.figures"

@@ -4,29 +4,31 @@
 # exported table (ids, sources, labels, predictions, confidences, every score column, projections) and each space's
 # embeddings, byte for byte (CPU). Each rerun must also embed exactly the items the killed run had not committed:
 # nothing done before the kill is embedded again.
-#   LIBTORCH=... reliability/kill_ingest.sh [POINTS] [RECORDS]      default 20 points, 3000 MNIST digits
-# Data: the demo's MNIST digits (IDX). Models: the demo's MNIST CNN (TorchScript, preprocessing JSON beside it) as
-# the foundation, the committed tiny ViT with a classifier head (tests/fixtures/models/hf/vit_cls_tanh) as the
-# fine-tuned model, so the two spaces have different preprocessing.
+#   tests/slow/kill_ingest.sh [POINTS] [RECORDS]      default 20 points, 3000 MNIST digits
+# Slow (minutes), so not part of `cargo test`: run it by hand. It builds both binaries (`cargo build --release`)
+# and runs target/release/torchlight, which hands ingest to torchlight-engine beside it.
+# Data: the demo's MNIST digits (IDX, crates/engine/src/demo/assets). Models: the demo's MNIST CNN (TorchScript,
+# preprocessing JSON beside it) as the foundation, the committed tiny ViT with a classifier head
+# (crates/engine/tests/fixtures/models/hf/vit_cls_tanh) as the fine-tuned model, so the two spaces have different
+# preprocessing.
 # Prints one line per kill (when, in which phase, how far the store had got, what the rerun embedded) and a FIGURE
 # line; exits 1 on any difference.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 points=${1:-20}
 records=${2:-3000}
-: "${LIBTORCH:?set LIBTORCH}"
-export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-cargo build --release --bin torchlight
+cargo build --release
 bin=${CARGO_TARGET_DIR:-target}/release/torchlight
+assets=crates/engine/src/demo/assets
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/data"
 for f in images-idx3 labels-idx1; do
-    gunzip -c "src/demo/assets/mnist-digits-$f-ubyte.gz" > "$work/data/train-$f-ubyte"
+    gunzip -c "$assets/mnist-digits-$f-ubyte.gz" > "$work/data/train-$f-ubyte"
 done
 args() { # store
     echo "ingest $work/data --store $1 --limit $records --device cpu --threads 2 --batch-size 64" \
-        "--foundation src/demo/assets/mnist-cnn.pt --finetuned tests/fixtures/models/hf/vit_cls_tanh"
+        "--foundation $assets/mnist-cnn.pt --finetuned crates/engine/tests/fixtures/models/hf/vit_cls_tanh"
 }
 dump() { # store, out-prefix
     "$bin" export --store "$1" -o "$2.csv" > /dev/null

@@ -3,11 +3,14 @@
 # 28x28 images as IDX and N x D clustered float32 embeddings as .npy, `torchlight ingest --embeddings`, then
 # `torchlight analyze`, printing wall time and peak RSS of each step.
 #
-# Usage: reliability/scale_cli.sh BINARY [ITEMS=1000000] [DIM=768] [DEVICE=auto] [ANALYZE_FLAGS...]
+# Usage: benches/scale_cli.sh BINARY [ITEMS=1000000] [DIM=768] [DEVICE=auto] [ANALYZE_FLAGS...]
+#   BINARY: the torchlight binary (e.g. target/release/torchlight), with torchlight-engine beside it or on PATH.
+#   Python: $PYTHON (default python3), with numpy.
 # Disk: ITEMS * (DIM * 4 * 2 + 784) bytes or so (7 GB at 1M x 768). Work files go to $SCALE_DIR (default $TMPDIR).
 set -euo pipefail
+BIN=${1:?usage: $0 TORCHLIGHT_BINARY ...}
+BIN=$(realpath "$(command -v "$BIN" || echo "$BIN")")  # before the cd: a relative path or a name on PATH
 cd "$(dirname "$0")/.."
-BIN=$(realpath "$1")
 ITEMS=${2:-1000000}
 DIM=${3:-768}
 DEVICE=${4:-auto}
