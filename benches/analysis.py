@@ -1,18 +1,21 @@
 """Analysis benchmark: torchlight's exact kNN + outlier scores (with the int8 screen, the default, and with plain
-f32 products) against cleanlab's OutOfDistribution.fit_score and Annoy (100 trees, build + query of every item), and torchlight's UMAP (exact 15-NN + PCA init + UMAP, as
-`analyze` runs it) against umap-learn (n_neighbors 15, min_dist 0.1, cosine; numba compilation excluded by a
-warm-up run), with the trustworthiness (k = 10, cosine) of both layouts; Fashion-MNIST raw pixels, same run.
+f32 products) against cleanlab's OutOfDistribution.fit_score and Annoy (100 trees, build + query of every item),
+and torchlight's UMAP (exact 15-NN + PCA init + UMAP, as `analyze` runs it) against umap-learn (n_neighbors 15,
+min_dist 0.1, cosine; numba compilation excluded by a warm-up run), with the trustworthiness (k = 10, cosine) of
+both layouts; Fashion-MNIST raw pixels, same run.
 
-    /work/pyref/bin/python benches/analysis.py [--no-umap] [--features X.npy] [N ...]
+    $PYTHON benches/analysis.py [--no-umap] [--features X.npy] [N ...]      (from the repository root)
         (default N = 10000; 70000 = all of Fashion-MNIST; --features: the first N rows of a float matrix, e.g.
          model embeddings from `torchlight export --embeddings SPACE -o X.npy`, instead of the pixels)
 
-Needs cleanlab, annoy, umap-learn, scikit-learn, numpy (the team's /work/pyref) and Fashion-MNIST under
-/usr/share/datasets/fashion-mnist.
-Runs `cargo bench --bench analysis` for torchlight's side (build it first: `cargo bench --bench analysis --no-run`);
+Needs a Python with cleanlab, annoy, umap-learn, scikit-learn and numpy, and the Fashion-MNIST IDX files
+(t10k-* and train-*-idx?-ubyte.gz) in $FASHION_MNIST_DIR (default /usr/share/datasets/fashion-mnist, which
+Debian's dataset-fashion-mnist package installs).
+Runs `cargo bench -p torchlight-engine --bench analysis` for torchlight's side (build it first: add `--no-run`);
 torchlight's kNN + scores time is the median of BENCH_REPEAT runs (default 5) in one process, cleanlab's one run.
 """
 
+import atexit
 import gzip
 import json
 import os
@@ -23,16 +26,23 @@ import time
 
 import numpy as np
 
-DIR = "/usr/share/datasets/fashion-mnist"
+# Where the Rust bench reads the pixels itself; any other directory is handed to it as BENCH_FEATURES.
+DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+DIR = os.environ.get("FASHION_MNIST_DIR", DEFAULT_DIR)
 
 
 def images(name):
-    with gzip.open(f"{DIR}/{name}-images-idx3-ubyte.gz") as f:
+    path = f"{DIR}/{name}-images-idx3-ubyte.gz"
+    if not os.path.exists(path):
+        sys.exit(f"{path} not found: set FASHION_MNIST_DIR to a directory with Fashion-MNIST's IDX .gz files "
+                 "(apt-get install dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)")
+    with gzip.open(path) as f:
         return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
 
 
 def torchlight(n, out, layout=None, screen=True):
-    cmd = ["cargo", "bench", "-q", "--bench", "analysis", "--", str(n), out, "cpu"] + ([layout] if layout else [])
+    cmd = ["cargo", "bench", "-q", "-p", "torchlight-engine", "--bench", "analysis", "--", str(n), out, "cpu"]
+    cmd += [layout] if layout else []
     # libtorch's OpenMP threads sleep when idle, as the torchlight binary arranges for itself.
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     env["BENCH_SCREEN"] = "1" if screen else "0"
@@ -53,6 +63,13 @@ def main():
     else:
         x_all = np.concatenate([images("t10k"), images("train")]).astype(np.float32)
         what = "Fashion-MNIST raw pixels"
+        if os.path.realpath(DIR) != os.path.realpath(DEFAULT_DIR):
+            # The Rust bench reads the pixels from DEFAULT_DIR; elsewhere it gets the same f32 rows as a .npy.
+            pixels = tempfile.NamedTemporaryFile(suffix=".npy", delete=False)
+            np.save(pixels, x_all[: max(sizes)])
+            pixels.close()
+            atexit.register(os.unlink, pixels.name)
+            os.environ["BENCH_FEATURES"] = pixels.name
     from annoy import AnnoyIndex
     from cleanlab.outlier import OutOfDistribution
 

@@ -2,10 +2,11 @@
 # What a user waits for: `torchlight browse` launched in tmux until its first frame is on the screen (the status
 # line's "N/M shown"), polled with capture-pane every 5 ms. Runs, in the same run and on the same store:
 #   torchlight browse          the binary users run (no libtorch)
-#   torchlight-engine browse   the same browser in the binary that links libtorch (what every launch paid before)
+#   torchlight-engine browse   the binary that links libtorch: it loads libtorch, then execs `torchlight browse`,
+#                              so this row is the same browser plus libtorch's start-up
 #   tmux alone                 a shell printing the marker, to show tmux's own share
-# Usage: benches/browse_launch.sh STORE [RUNS=7]   (a 1M-item store: `cargo bench --bench browse` makes one in
-# $TMPDIR/torchlight-bench-1000000)
+# Usage: benches/browse_launch.sh STORE [RUNS=7]   (a 1M-item store: `cargo bench -p torchlight-tui --bench browse`
+# makes one in $TMPDIR/torchlight-bench-1000000)
 set -euo pipefail
 STORE=$(realpath "$1")
 RUNS=${2:-7}

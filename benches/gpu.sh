@@ -3,7 +3,8 @@
 # against `torchlight ingest` on the same GPU, same images, same model. Prints one figure per line; each step has its
 # own time limit so one failure does not hide the others.
 #
-# Usage: benches/gpu.sh TORCHLIGHT_BINARY [N_IMAGES=5000]
+# Usage: benches/gpu.sh TORCHLIGHT_BINARY [N_IMAGES=5000]   (TORCHLIGHT_BINARY: target/release/torchlight, with
+#        torchlight-engine beside it)
 # Needs: a Python with torch (CUDA), transformers, datasets, pillow, numpy, cleanlab (PYTHON, default python3); the
 #        binary built against that Python's libtorch (LIBTORCH=<site-packages>/torch cargo build --release), since
 #        libtorch has no stable ABI across versions.
@@ -13,8 +14,9 @@
 # max |diff| of the embeddings; 3 fp16; 4 `torchlight demo --no-browse` on the GPU; 5 analysis of 70,000 x 768
 # embeddings on the GPU vs cleanlab's OutOfDistribution on the CPU cores.
 set -uo pipefail
+BIN=${1:?usage: $0 TORCHLIGHT_BINARY ...}
+BIN=$(realpath "$(command -v "$BIN" || echo "$BIN")")  # before the cd: a relative path or a name on PATH
 cd "$(dirname "$0")/.."
-BIN=$(realpath "$1")
 N=${2:-5000}
 PY=${PYTHON:-python3}
 DEV=${DEVICE:-cuda}  # DEVICE=cpu, with a small N and BIG, dry-runs the script on a CPU box
@@ -31,7 +33,8 @@ echo "== 1 info"
 timeout 60 "$BIN" info
 
 echo "== 2 ingest: article pipeline vs torchlight, vit-base shape, $N digits"
-"$PY" benches/idx_to_folder.py src/demo/assets/mnist-digits-images-idx3-ubyte.gz src/demo/assets/mnist-digits-labels-idx1-ubyte.gz "$W/images" "$N"
+ASSETS=crates/engine/src/demo/assets
+"$PY" benches/idx_to_folder.py "$ASSETS/mnist-digits-images-idx3-ubyte.gz" "$ASSETS/mnist-digits-labels-idx1-ubyte.gz" "$W/images" "$N"
 "$PY" benches/ingest_ref.py "$W/images" "$W/vit" 1 make-model-base
 DEVICE=$DEV EMB_OUT=$W/py.npy timeout 300 "$PY" benches/ingest_ref.py "$W/images" "$W/vit" "$(nproc)" | tee "$W/py.txt"
 for bs in 24 128; do
@@ -75,7 +78,7 @@ import numpy as np
 w = sys.argv[1]
 rng = np.random.default_rng(0)
 n, d = int(sys.argv[2]), 768
-x = np.frombuffer(gzip.open("src/demo/assets/mnist-digits-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
+x = np.frombuffer(gzip.open("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
 x = np.tile(x.reshape(-1, 784), (n // 10000 + 1, 1))[:n]
 with open(f"{w}/big-images-idx3-ubyte", "wb") as f:
     f.write(np.array([0x803, n, 28, 28], ">u4").tobytes()); f.write(x.tobytes())

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Ingest benchmark (not a test): the article's Python pipeline (datasets ImageFolder + AutoImageProcessor +
 # AutoModel, map with batch 24, CLS token) against `torchlight ingest`, same images, same model, same threads,
-# on CPU. The regime is the tiny-ViT one of shared/notes/benchmarks.md (hidden 48, 40 px input, 28 px PNGs),
-# where decoding and preprocessing dominate.
+# on CPU, through a tiny random ViT (hidden 48, 40 px input) on 28 px PNGs: the regime where decoding and
+# preprocessing dominate (benches/gpu.sh covers a vit-base-shaped model on a GPU).
 #
 # Usage: benches/ingest.sh [N_IMAGES=5000] [THREADS=2]
-# Needs: a Python with torch, transformers, datasets, pillow (PYTHON, default /work/pyref/bin/python),
-#        Fashion-MNIST IDX files (FMNIST, default /usr/share/datasets/fashion-mnist; apt-get install dataset-fashion-mnist).
+# Needs: a Python with torch, transformers, datasets, pillow, numpy ($PYTHON, default python3), and the
+#        Fashion-MNIST IDX files in $FASHION_MNIST_DIR (default /usr/share/datasets/fashion-mnist, which Debian's
+#        dataset-fashion-mnist package installs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
 THREADS=${2:-2}
-PYTHON=${PYTHON:-/work/pyref/bin/python}
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
+PYTHON=${PYTHON:-python3}
+FMNIST=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz; do
+  [ -f "$FMNIST/$f" ] || { echo "$FMNIST/$f not found: set FASHION_MNIST_DIR (apt-get install dataset-fashion-mnist)" >&2; exit 1; }
+done
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -4,7 +4,8 @@
 #
 #   screenshots/make.sh [STORE_DIR] [OUT_DIR]
 #
-# STORE_DIR: the store to browse; without one a synthetic store is generated in /tmp (core/src/synth.rs).
+# STORE_DIR: the store to browse; without one a synthetic store is generated in /tmp (crates/synth, through
+#            the browse bench: cargo bench -p torchlight-tui --bench browse -- --generate DIR N).
 # OUT_DIR:   where the PNGs go (default screenshots/).
 # Needs: apt-get install xvfb xterm imagemagick x11-utils xdotool fonts-dejavu-core
 # The binary: $TORCHLIGHT_BIN, else $CARGO_TARGET_DIR/release/torchlight (built when missing).
@@ -17,7 +18,7 @@ BIN=${TORCHLIGHT_BIN:-${CARGO_TARGET_DIR:-target}/release/torchlight}
 STORE=${1:-}
 if [ -z "$STORE" ]; then
   STORE=/tmp/torchlight-screenshot-store
-  [ -e "$STORE/data.mdb" ] || cargo bench --bench browse -- --generate "$STORE" 3000
+  [ -e "$STORE/data.mdb" ] || cargo bench -p torchlight-tui --bench browse -- --generate "$STORE" 3000
 fi
 
 IMPORT=/usr/bin/import

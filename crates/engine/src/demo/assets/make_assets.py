@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the demo's embedded assets from the package registries (run once; CI never runs this).
 
-    /work/pyref/bin/python src/demo/assets/make_assets.py            # from the repository root
+    $PYTHON crates/engine/src/demo/assets/make_assets.py            # from the repository root
 
 Needs a full PyTorch (2.13), numpy, pillow and scikit-image (for the check images), plus `npm` and `pip` to
 fetch the source packages (into --work, default /tmp/torchlight-demo-sources). Writes, next to this script:
@@ -16,8 +16,8 @@ fetch the source packages (into --work, default /tmp/torchlight-demo-sources). W
   batch-norm eps 1e-3), traced and frozen to TorchScript. Output: (pooled 1280-d features, 1000 logits).
 - mnist-cnn.pt/.json: the MNIST CNN of PyPI digit-recognizer-py 0.1.0 traced to TorchScript.
   Output: (256-d penultimate activations after ReLU, 10 logits).
-- ../../../tests/fixtures/demo/: chelsea-224.jpg (scikit-image's cat, CC0) and expected.json (what Python
-  computed, the Rust tests compare against it).
+- crates/engine/tests/fixtures/demo/: chelsea-224.jpg (scikit-image's cat, CC0) and expected.json (what Python
+  computed, the Rust tests in crates/engine/tests/demo.rs compare against it).
 
 Each .json is the preprocessing contract torchlight's TorchScript loader reads beside the model.
 """
