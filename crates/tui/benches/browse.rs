@@ -153,7 +153,7 @@ fn run(dir: &Path, items: u32) {
     println!("  first frame (open, load columns, sort by outlier score, draw): {:>8.1} ms  (target <= 300)", ms(first));
     println!("    as a user sees it, with the process start-up: {:.0} ms", ms(start + first));
     // Where the first frame goes, measured again on the now warm store.
-    let again = app.store.clone();
+    let again = app.store().clone();
     let t = Instant::now();
     let data = torchlight_tui::data::Data::load(&again).unwrap();
     let load = t.elapsed();
@@ -181,7 +181,7 @@ fn run(dir: &Path, items: u32) {
     let mut sorts = Vec::new();
     for _ in 0..7 {
         let d = timed(&mut app, &mut term, KeyCode::Char('s'));
-        sorts.push((app.sort.name(), d));
+        sorts.push((app.list().sort().name(), d));
     }
     let rev = timed(&mut app, &mut term, KeyCode::Char('r'));
     for (name, d) in &sorts {
@@ -195,11 +195,11 @@ fn run(dir: &Path, items: u32) {
     key(&mut app, KeyCode::Char('j'));
     key(&mut app, KeyCode::Char('j'));
     let label = timed(&mut app, &mut term, KeyCode::Enter);
-    println!("  filter label=Trouser    + frame: {:>8.1} ms  ({} shown)", ms(label), app.view.len());
+    println!("  filter label=Trouser    + frame: {:>8.1} ms  ({} shown)", ms(label), app.list().shown().len());
     let flag = timed(&mut app, &mut term, KeyCode::Char('f'));
-    println!("  + near-duplicate flag   + frame: {:>8.1} ms  ({} shown)", ms(flag), app.view.len());
+    println!("  + near-duplicate flag   + frame: {:>8.1} ms  ({} shown)", ms(flag), app.list().shown().len());
     let clear = timed(&mut app, &mut term, KeyCode::Char('c'));
-    println!("  clear filters           + frame: {:>8.1} ms  ({} shown)", ms(clear), app.view.len());
+    println!("  clear filters           + frame: {:>8.1} ms  ({} shown)", ms(clear), app.list().shown().len());
     key(&mut app, KeyCode::Char('/'));
     for c in "Coat".chars() {
         key(&mut app, KeyCode::Char(c));
@@ -208,7 +208,7 @@ fn run(dir: &Path, items: u32) {
     println!(
         "  source regex /Coat/ (first: reads all sources) + frame: {:>8.1} ms  ({} shown)",
         ms(src),
-        app.view.len()
+        app.list().shown().len()
     );
     println!("  resident after the source filter: {}", rss_now());
     key(&mut app, KeyCode::Char('c'));

@@ -1,6 +1,6 @@
-//! What the browser reads from a store, loaded once as flat vectors so that sorting and filtering a
-//! million items touches only memory. Per-item text (sources) is read lazily: a row at a time for the
-//! visible rows, all at once only when a source filter needs it.
+//! What the browser reads from a store, loaded once as flat vectors so that sorting and filtering touch
+//! only memory. Per-item text (sources) is read lazily: a row at a time for the visible rows, all at once
+//! only when a source filter needs it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use torchlight_store::{Column, Result, RoTxn, Store, Tag, columns};
 /// Label id meaning "none" in the flat label vectors.
 pub use torchlight_store::NO_LABEL;
 
-/// A per-item yes/no column as bits: 125 kB for a million items where the stored u32s take 4 MB.
+/// A per-item yes/no column as bits: one bit per item where the store keeps a u32.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bits {
     words: Vec<u64>,
@@ -29,14 +29,6 @@ impl Bits {
 
     pub fn get(&self, i: usize) -> bool {
         i < self.len && self.words[i / 64] >> (i % 64) & 1 == 1
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -247,7 +239,7 @@ pub fn confidence(store: &Store, r: &RoTxn, data: &Data, space: usize, id: u32) 
     }
 }
 
-/// Every item's source in one buffer (a million `String`s would cost three times the memory).
+/// Every item's source in one buffer rather than a `String` each, which would cost several times the memory.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     text: String,
@@ -259,14 +251,6 @@ impl Sources {
         let i = id as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[start..self.ends[i]]
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 }
 

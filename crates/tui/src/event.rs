@@ -4,7 +4,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Duration;
 
-use super::preview::{Plotted, Rendered};
+use crate::preview::{Plotted, Rendered};
 
 pub enum Event {
     Term(crossterm::event::Event),

@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::action::Action;
-use super::app::Mode;
+use crate::action::Action;
+use crate::mode::Mode;
 use torchlight_store::TagKind;
 
 /// A key: code plus Ctrl (Shift is part of the character for letters).

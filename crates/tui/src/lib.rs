@@ -1,18 +1,35 @@
 //! torchlight's terminal browser (`torchlight browse`): a keyboard-driven UI over a store.
 //!
-//! One `App` holds all state (`app.rs`); keys become `Action`s (`keys.rs`, `action.rs`), `App::update`
-//! applies them, and `impl Widget for &App` (`widgets/`) draws without changing anything. Terminal
-//! input, ticks and image worker results arrive on one channel (`event.rs`). `preview/` is the only
-//! module that talks to ratatui-image.
+//! One `App` holds all state; keys become `Action`s, `App::update` applies them, and `impl Widget for &App`
+//! draws without changing anything. Terminal input, ticks and image worker results arrive on one channel.
+//!
+//! The modules import one way, each only from the layers above its own (`tests/layers.rs` checks it):
+//!
+//! 1. Leaves, importing nothing else of the browser: `action` (what a key asks for), `mode` (what the
+//!    keyboard talks to), `filter` (sort keys and filters), `theme`, `data` (the store's columns), `layout`
+//!    (where panels go).
+//! 2. `plot` (braille rasters and pixel plots of the projection) and `keys` (the key table).
+//! 3. `preview`: terminal images and the workers that make them; the only importer of ratatui-image.
+//! 4. `event`: what arrives on the channel.
+//! 5. `state/`: one part per panel with private fields, never importing each other: `list` (filter, sort,
+//!    cursor, scroll), `triage` (tag writes, undo, marks), `inspector` (the selected item, its neighbours,
+//!    their pictures), `scatter` (zoom, pan, rasters, pixel plots).
+//! 6. `app`: `App` owns the parts and routes events and actions to them; it does not know the widgets.
+//! 7. `widgets/`: drawing only, reading the parts.
 
 pub mod action;
 pub mod app;
 pub mod data;
 pub mod event;
+pub mod filter;
 pub mod keys;
+pub mod layout;
+pub mod mode;
+pub mod plot;
 pub mod preview;
+pub mod state;
 pub mod theme;
-pub mod widgets;
+mod widgets;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -108,11 +125,11 @@ fn ui_loop(
         // Apply everything already waiting (a held key) before drawing once.
         while let Ok(ev) = rx.try_recv() {
             dirty |= app.handle(ev);
-            if app.quit {
+            if app.should_quit() {
                 break;
             }
         }
-        if app.quit {
+        if app.should_quit() {
             return Ok(());
         }
         let _ = dirty;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -12,8 +12,10 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use torchlight_store::{Column, Store, TagKind, columns};
 use torchlight_synth::{self as synth, SynthParams, Truth};
-use torchlight_tui::app::{App, Mode, Options, SortKey};
+use torchlight_tui::app::{App, Options};
 use torchlight_tui::event::Event;
+use torchlight_tui::filter::SortKey;
+use torchlight_tui::mode::Mode;
 use torchlight_tui::preview::Graphics;
 use torchlight_tui::theme::Theme;
 
@@ -46,7 +48,7 @@ fn chars(app: &mut App, s: &str) {
 }
 
 fn draw(app: &App) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    let mut t = Terminal::new(TestBackend::new(app.size().0, app.size().1)).unwrap();
     t.draw(|f| f.render_widget(app, f.area())).unwrap();
     t
 }
@@ -77,19 +79,19 @@ fn sorts_by_outlier_score_and_reverses() {
     let (store, _) = make(dir.path());
     let scores = column_f32(&store, "foundation", columns::OUTLIER_SCORE);
     let (mut app, _rx) = open(store, &Graphics::Text, 120, 40);
-    assert_eq!(app.sort, SortKey::Outlier);
-    assert_eq!(app.view.len(), 300);
-    let shown: Vec<f32> = app.view.iter().map(|&i| scores[i as usize]).collect();
+    assert_eq!(app.list().sort(), SortKey::Outlier);
+    assert_eq!(app.list().shown().len(), 300);
+    let shown: Vec<f32> = app.list().shown().iter().map(|&i| scores[i as usize]).collect();
     assert!(shown.windows(2).all(|w| w[0] <= w[1]), "most anomalous first");
     key(&mut app, KeyCode::Char('r'));
-    let shown: Vec<f32> = app.view.iter().map(|&i| scores[i as usize]).collect();
+    let shown: Vec<f32> = app.list().shown().iter().map(|&i| scores[i as usize]).collect();
     assert!(shown.windows(2).all(|w| w[0] >= w[1]), "reversed");
     // s cycles through the other columns; the label sort groups labels.
     for _ in 0..3 {
         key(&mut app, KeyCode::Char('s'));
     }
-    assert_eq!(app.sort, SortKey::Label);
-    let labels: Vec<u32> = app.view.iter().map(|&i| app.data.label[i as usize]).collect();
+    assert_eq!(app.list().sort(), SortKey::Label);
+    let labels: Vec<u32> = app.list().shown().iter().map(|&i| app.data().label[i as usize]).collect();
     assert!(labels.windows(2).all(|w| w[0] <= w[1]));
 }
 
@@ -100,20 +102,20 @@ fn moves_pages_and_keeps_cursor_on_screen() {
     let (mut app, _rx) = open(store, &Graphics::Text, 80, 24);
     key(&mut app, KeyCode::Char('j'));
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.cursor, 2);
+    assert_eq!(app.list().cursor(), 2);
     key(&mut app, KeyCode::Char('k'));
-    assert_eq!(app.cursor, 1);
+    assert_eq!(app.list().cursor(), 1);
     key(&mut app, KeyCode::Char('G'));
-    assert_eq!(app.cursor, 299);
-    let rows = torchlight_tui::app::table_rows(app.areas().table);
-    assert!(app.top <= app.cursor && app.cursor < app.top + rows);
-    assert_eq!(app.rows.last().unwrap().id, app.view[299]);
+    assert_eq!(app.list().cursor(), 299);
+    let rows = torchlight_tui::layout::table_rows(app.areas().table);
+    assert!(app.list().top() <= app.list().cursor() && app.list().cursor() < app.list().top() + rows);
+    assert_eq!(app.list().rows().last().unwrap().id, app.list().shown()[299]);
     key(&mut app, KeyCode::PageUp);
-    assert_eq!(app.cursor, 299 - rows);
+    assert_eq!(app.list().cursor(), 299 - rows);
     key(&mut app, KeyCode::Char('g'));
-    assert_eq!((app.cursor, app.top), (0, 0));
-    assert_eq!(app.inspect.as_ref().unwrap().id, app.view[0]);
-    assert_eq!(app.inspect.as_ref().unwrap().neighbours.len(), 10);
+    assert_eq!((app.list().cursor(), app.list().top()), (0, 0));
+    assert_eq!(app.inspector().current().unwrap().id, app.list().shown()[0]);
+    assert_eq!(app.inspector().current().unwrap().neighbours.len(), 10);
 }
 
 #[test]
@@ -121,10 +123,10 @@ fn tags_persist_across_reopen_and_undo_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = make(dir.path());
     let (mut app, _rx) = open(store, &Graphics::Text, 120, 40);
-    let top = app.view[0];
-    let second = app.view[1];
+    let top = app.list().shown()[0];
+    let second = app.list().shown()[1];
     key(&mut app, KeyCode::Char('x'));
-    assert_eq!(app.cursor, 1, "tagging moves on to the next item");
+    assert_eq!(app.list().cursor(), 1, "tagging moves on to the next item");
     key(&mut app, KeyCode::Char('m'));
     drop(app);
     {
@@ -136,7 +138,7 @@ fn tags_persist_across_reopen_and_undo_removes_them() {
     // A new session sees the tags and can undo its own actions.
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let (mut app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    assert_eq!(app.data.tags.len(), 2);
+    assert_eq!(app.data().tags.len(), 2);
     key(&mut app, KeyCode::Char('a'));
     {
         let r = store.read_txn().unwrap();
@@ -158,16 +160,16 @@ fn relabel_and_note_are_saved() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = make(dir.path());
     let (mut app, _rx) = open(store.clone(), &Graphics::Text, 80, 24);
-    let id = app.view[0];
+    let id = app.list().shown()[0];
     key(&mut app, KeyCode::Char('e'));
-    assert!(matches!(app.mode, Mode::Picker { .. }));
+    assert!(matches!(app.mode(), Mode::Picker { .. }));
     chars(&mut app, "jjj");
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('n'));
     chars(&mut app, "blurry, looks like a bag");
     key(&mut app, KeyCode::Backspace);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(*app.mode(), Mode::Normal);
     let r = store.read_txn().unwrap();
     let tag = store.tag(&r, id).unwrap().unwrap();
     assert_eq!(tag.new_label, Some(2));
@@ -180,12 +182,12 @@ fn bulk_tags_marked_items_or_the_whole_filter() {
     let dir = tempfile::tempdir().unwrap();
     let (store, truth) = make(dir.path());
     let (mut app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    let (a, b) = (app.view[0], app.view[1]);
+    let (a, b) = (app.list().shown()[0], app.list().shown()[1]);
     key(&mut app, KeyCode::Char(' '));
     key(&mut app, KeyCode::Char(' '));
-    assert_eq!(app.marks.len(), 2);
+    assert_eq!(app.triage().marks().len(), 2);
     key(&mut app, KeyCode::Char('X'));
-    assert!(app.marks.is_empty());
+    assert!(app.triage().marks().is_empty());
     {
         let r = store.read_txn().unwrap();
         let tags = store.tags(&r).unwrap();
@@ -202,8 +204,8 @@ fn bulk_tags_marked_items_or_the_whole_filter() {
     chars(&mut app, "jj");
     key(&mut app, KeyCode::Enter);
     let want = truth.label.iter().filter(|&&l| l == 1).count();
-    assert_eq!(app.view.len(), want);
-    assert!(app.view.iter().all(|&i| app.data.label[i as usize] == 1));
+    assert_eq!(app.list().shown().len(), want);
+    assert!(app.list().shown().iter().all(|&i| app.data().label[i as usize] == 1));
     key(&mut app, KeyCode::Char('D'));
     let r = store.read_txn().unwrap();
     let tags = store.tags(&r).unwrap();
@@ -212,9 +214,9 @@ fn bulk_tags_marked_items_or_the_whole_filter() {
     drop(r);
     // The tag filter then finds exactly them.
     key(&mut app, KeyCode::Char('c'));
-    assert_eq!(app.view.len(), 300);
+    assert_eq!(app.list().shown().len(), 300);
     chars(&mut app, "tt");
-    assert_eq!(app.view.len(), want, "tag=tagged");
+    assert_eq!(app.list().shown().len(), want, "tag=tagged");
 }
 
 #[test]
@@ -223,28 +225,28 @@ fn filters_flags_source_and_prediction() {
     let (store, truth) = make(dir.path());
     let (mut app, _rx) = open(store, &Graphics::Text, 120, 40);
     key(&mut app, KeyCode::Char('f'));
-    assert!(!app.view.is_empty());
-    assert!(app.view.iter().all(|&i| app.data.near_duplicate(0, i)));
+    assert!(!app.list().shown().is_empty());
+    assert!(app.list().shown().iter().all(|&i| app.data().near_duplicate(0, i)));
     key(&mut app, KeyCode::Char('f'));
     let issues = truth.label.iter().zip(&truth.true_class).filter(|(l, c)| l != c).count();
-    assert_eq!(app.view.len(), issues, "label issues are the flipped labels");
+    assert_eq!(app.list().shown().len(), issues, "label issues are the flipped labels");
     key(&mut app, KeyCode::Char('c'));
     key(&mut app, KeyCode::Char('/'));
     chars(&mut app, "Coat|Bag");
     key(&mut app, KeyCode::Enter);
     let want = truth.true_class.iter().filter(|&&c| c == 4 || c == 8).count();
-    assert_eq!(app.view.len(), want);
-    assert!(app.rows.iter().all(|r| r.source.contains("Coat") || r.source.contains("Bag")));
+    assert_eq!(app.list().shown().len(), want);
+    assert!(app.list().rows().iter().all(|r| r.source.contains("Coat") || r.source.contains("Bag")));
     key(&mut app, KeyCode::Char('c'));
     key(&mut app, KeyCode::Char('p'));
     chars(&mut app, "jjjj");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.view.len(), truth.true_class.iter().filter(|&&c| c == 3).count());
+    assert_eq!(app.list().shown().len(), truth.true_class.iter().filter(|&&c| c == 3).count());
     // A bad regex is reported, not applied.
     key(&mut app, KeyCode::Char('/'));
     chars(&mut app, "(");
     key(&mut app, KeyCode::Enter);
-    assert!(app.message.as_deref().unwrap().contains("not a regular expression"));
+    assert!(app.message().unwrap().contains("not a regular expression"));
 }
 
 #[test]
@@ -255,17 +257,17 @@ fn more_like_this_shows_arroy_neighbours_and_spaces_switch() {
     chars(&mut app, "jjj");
     let id = app.selected().unwrap();
     key(&mut app, KeyCode::Char('*'));
-    assert_eq!(app.view[0], id);
-    assert_eq!(app.view.len(), 51);
+    assert_eq!(app.list().shown()[0], id);
+    assert_eq!(app.list().shown().len(), 51);
     let r = store.read_txn().unwrap();
     let want: Vec<u32> = store.ann_by_item(&r, 0, id, 50, None).unwrap().into_iter().map(|x| x.0).collect();
-    assert_eq!(&app.view[1..], &want[..]);
+    assert_eq!(&app.list().shown()[1..], &want[..]);
     drop(r);
     assert_eq!(app.space_name(), "foundation");
-    let before = app.inspect.as_ref().unwrap().neighbours.clone();
+    let before = app.inspector().current().unwrap().neighbours.clone();
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.space_name(), "finetuned");
-    assert_ne!(app.inspect.as_ref().unwrap().neighbours, before);
+    assert_ne!(app.inspector().current().unwrap().neighbours, before);
 }
 
 #[test]
@@ -274,19 +276,24 @@ fn images_come_from_the_worker_and_stale_ones_are_dropped() {
     let (store, _) = make(dir.path());
     let (mut app, rx) = open(store.clone(), &Graphics::halfblocks(), 120, 40);
     let first = app.selected().unwrap();
-    // Move on before the worker answers: results for the old selection must not be kept.
+    // The worker answers with the selected item's own picture first. Hold that answer back, move on, then
+    // hand it over: it arrives after the selection has moved, as a slow answer does, and must be dropped.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stale = rx.recv_timeout(deadline - Instant::now()).expect("picture from the worker");
+    assert!(matches!(&stale, Event::Preview(r) if r.selection == first && r.want.item == first));
     key(&mut app, KeyCode::Char('j'));
     let id = app.selected().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !app.pictures.contains_key(&id) {
-        let ev = rx.recv_timeout(deadline - std::time::Instant::now()).expect("picture from the worker");
+    let neighbours = &app.inspector().current().unwrap().neighbours;
+    assert!(neighbours.iter().all(|n| n.0 != first), "the new selection does not show the first item");
+    assert!(!app.handle(stale), "a picture for a selection that moved on changes nothing");
+    assert!(!app.inspector().has_picture(first));
+    while !app.inspector().has_picture(id) {
+        let ev = rx.recv_timeout(deadline - Instant::now()).expect("picture from the worker");
         app.handle(ev);
     }
-    assert!(
-        !app.pictures.contains_key(&first) || app.inspect.as_ref().unwrap().neighbours.iter().any(|n| n.0 == first)
-    );
+    assert!(!app.inspector().has_picture(first), "nothing made for the first selection was kept");
     let t = draw(&app);
-    let lay = torchlight_tui::widgets::inspector::layout(app.areas().inspector, 10, true);
+    let lay = torchlight_tui::layout::inspector(app.areas().inspector, 10, true);
     let buf = t.backend().buffer();
     let coloured = (lay.image.x..lay.image.right())
         .flat_map(|x| (lay.image.y..lay.image.bottom()).map(move |y| (x, y)))
@@ -390,7 +397,7 @@ fn labels_come_from_the_label_column_and_older_stores_get_one_on_first_open() {
     store.delete_column(&mut w, "", columns::LABEL).unwrap();
     store.commit(w).unwrap();
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    assert_eq!(*app.data.label, truth.label);
+    assert_eq!(*app.data().label, truth.label);
     let r = store.read_txn().unwrap();
     assert!(!store.label_column_stale(&r).unwrap());
     assert_eq!(store.label_ids(&r).unwrap(), truth.label);
@@ -402,7 +409,7 @@ fn labels_come_from_the_label_column_and_older_stores_get_one_on_first_open() {
     store.commit(w).unwrap();
     let lock = store.lock_writer("analyze").unwrap();
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
-    assert_eq!(*app.data.label, truth.label);
+    assert_eq!(*app.data().label, truth.label);
     assert!(store.label_column_stale(&store.read_txn().unwrap()).unwrap());
     drop(lock);
 }
@@ -422,8 +429,8 @@ fn flag_bits_match_the_stored_flag_columns() {
     drop(r);
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
     for id in 0..dup.len() as u32 {
-        assert_eq!(app.data.near_duplicate(0, id), dup[id as usize] == 1, "item {id}");
-        assert_eq!(app.data.label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
+        assert_eq!(app.data().near_duplicate(0, id), dup[id as usize] == 1, "item {id}");
+        assert_eq!(app.data().label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
     }
 }
 
@@ -440,7 +447,7 @@ fn pixel_terminals_get_the_scatter_as_a_picture_drawn_off_the_ui_thread() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = make(dir.path());
     let (mut app, rx) = open(store, &sixel(), 120, 40);
-    let plot = torchlight_tui::widgets::scatter::plot_area(app.areas().scatter[0]);
+    let plot = torchlight_tui::layout::plot_area(app.areas().scatter[0]);
     let braille = |t: &Terminal<TestBackend>| {
         let buf = t.backend().buffer();
         (plot.x..plot.right())
@@ -450,15 +457,16 @@ fn pixel_terminals_get_the_scatter_as_a_picture_drawn_off_the_ui_thread() {
             })
             .count()
     };
-    // Until the worker answers, the braille raster shows.
-    if app.plots.is_empty() {
-        assert!(braille(&draw(&app)) > 20);
-    }
+    // Nothing from the worker has been handled yet (results only enter through `handle`): the braille
+    // raster shows.
+    let space = app.space();
+    assert!(app.scatter().plot_key(space).is_none());
+    assert!(braille(&draw(&app)) > 20);
     key(&mut app, KeyCode::Char('j'));
     let selected = app.selected();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while app.plots.get(&app.space).is_none_or(|(k, _)| k.selection != selected) {
-        let ev = rx.recv_timeout(deadline - std::time::Instant::now()).expect("a plot from the worker");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.scatter().plot_key(space).is_none_or(|k| k.selection != selected) {
+        let ev = rx.recv_timeout(deadline - Instant::now()).expect("a plot from the worker");
         app.handle(ev);
     }
     let t = draw(&app);
@@ -468,16 +476,21 @@ fn pixel_terminals_get_the_scatter_as_a_picture_drawn_off_the_ui_thread() {
     assert!(first[dcs..].contains('q') && first.ends_with("\x1b\\"), "{:?}", &first[dcs..dcs + 12]);
     assert!(first.len() > 1000, "a {}x{} px picture", plot.width * 8, plot.height * 16);
     assert_eq!(braille(&t), 0, "the picture replaces the braille dots");
-    // A new raster (zoom) makes the old picture stale: braille until the new one arrives.
+    // A new raster (zoom) makes the old picture stale: braille until one of the new raster is handled.
     key(&mut app, KeyCode::Char('+'));
-    if app.plot_picture(&app.rasters[0]).is_none() {
-        assert!(braille(&draw(&app)) > 0);
+    assert!(app.scatter().plot_key(space).is_some(), "the old picture is still held");
+    assert!(app.scatter().picture(&app.scatter().rasters()[0]).is_none(), "but not shown");
+    assert!(braille(&draw(&app)) > 0);
+    while app.scatter().picture(&app.scatter().rasters()[0]).is_none() {
+        let ev = rx.recv_timeout(deadline - Instant::now()).expect("a plot of the zoomed raster");
+        app.handle(ev);
     }
+    assert_eq!(braille(&draw(&app)), 0, "the zoomed picture replaces the braille dots");
 }
 
 #[test]
 fn plot_pixels_draws_points_in_label_colours_and_marks_the_selection() {
-    use torchlight_tui::widgets::scatter::{PlotJob, PlotKey, Window, plot_pixels};
+    use torchlight_tui::plot::{PlotJob, PlotKey, Window, plot_pixels};
     let theme = Theme { color: true };
     let job = PlotJob {
         space: 0,

@@ -5,15 +5,20 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Widget};
 
-use super::{centred, clear};
-use crate::app::{App, InputPurpose, Mode, PickPurpose};
+use super::clear;
+use crate::data::Data;
 use crate::keys::{NORMAL, key_name};
+use crate::layout::centred;
+use crate::mode::{InputPurpose, PickPurpose};
+use crate::theme::Theme;
 
-pub struct Help<'a>(pub &'a App);
+pub struct Help<'a> {
+    pub theme: &'a Theme,
+}
 
 impl Widget for Help<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let t = &self.0.theme;
+        let t = self.theme;
         let entries: Vec<(String, &str)> =
             NORMAL.iter().map(|b| (b.keys.iter().map(key_name).collect::<Vec<_>>().join(" "), b.help)).collect();
         let cols: u16 = if area.width >= 120 { 3 } else { 2 };
@@ -36,34 +41,40 @@ impl Widget for Help<'_> {
     }
 }
 
-pub struct Picker<'a>(pub &'a App);
+/// The class list: `len` entries, "(any)" or "(clear)" first, then the class names.
+pub struct Picker<'a> {
+    pub purpose: PickPurpose,
+    pub cursor: usize,
+    pub len: usize,
+    pub selected: Option<u32>,
+    pub data: &'a Data,
+    pub theme: &'a Theme,
+}
 
 impl Widget for Picker<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        let t = &app.theme;
-        let Mode::Picker { purpose, cursor } = &app.mode else { return };
-        let (title, first) = match purpose {
-            PickPurpose::Relabel => (format!(" new label for #{} ", app.selected().unwrap_or(0)), "(clear new label)"),
+        let t = self.theme;
+        let (title, first) = match self.purpose {
+            PickPurpose::Relabel => (format!(" new label for #{} ", self.selected.unwrap_or(0)), "(clear new label)"),
             PickPurpose::Label => (" filter by label ".to_string(), "(any label)"),
             PickPurpose::Pred => (" filter by predicted label ".to_string(), "(any prediction)"),
         };
-        let n = app.picker_len();
+        let n = self.len;
         let rect = centred(area, 34, (n as u16 + 2).min(area.height.saturating_sub(2)).max(3));
         clear(rect, buf);
         let block = Block::bordered().border_style(t.focus_border()).title(title).title_style(t.title());
         let inner = block.inner(rect);
         block.render(rect, buf);
         let h = inner.height as usize;
-        let start = cursor.saturating_sub(h.saturating_sub(1));
+        let start = self.cursor.saturating_sub(h.saturating_sub(1));
         for (row, i) in (start..n).take(h).enumerate() {
             let (text, style) = if i == 0 {
                 (first.to_string(), t.dim())
             } else {
                 let label = (i - 1) as u32;
-                (format!("{i:>3} {}", app.data.label_name(label)), t.label(label))
+                (format!("{i:>3} {}", self.data.label_name(label)), t.label(label))
             };
-            let style = if i == *cursor { style.patch(t.selected_row()) } else { style };
+            let style = if i == self.cursor { style.patch(t.selected_row()) } else { style };
             let line = Rect::new(inner.x, inner.y + row as u16, inner.width, 1);
             buf.set_style(line, style);
             buf.set_stringn(line.x, line.y, text, line.width as usize, style);
@@ -72,21 +83,24 @@ impl Widget for Picker<'_> {
 }
 
 /// The text editor, drawn over the hint line.
-pub struct Input<'a>(pub &'a App);
+pub struct Input<'a> {
+    pub purpose: InputPurpose,
+    pub text: &'a str,
+    pub selected: Option<u32>,
+    pub theme: &'a Theme,
+}
 
 impl Widget for Input<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        let t = &app.theme;
-        let Mode::Input { purpose, text } = &app.mode else { return };
-        let prompt = match purpose {
-            InputPurpose::Note => format!(" note for #{}: ", app.selected().unwrap_or(0)),
+        let t = self.theme;
+        let prompt = match self.purpose {
+            InputPurpose::Note => format!(" note for #{}: ", self.selected.unwrap_or(0)),
             InputPurpose::Source => " source regex: ".to_string(),
         };
         clear(area, buf);
         Line::from(vec![
             Span::styled(prompt, t.key()),
-            Span::raw(text.clone()),
+            Span::raw(self.text),
             Span::styled("█", t.key()),
             Span::styled("   Enter saves, Esc cancels", t.dim()),
         ])

@@ -1,64 +1,86 @@
-//! Drawing: `impl Widget for &App` places the panels; each panel reads the state and draws, nothing more.
+//! Drawing only: `impl Widget for &App` places the panels and hands each one the parts of the state it
+//! reads. Every widget here borrows state and changes none of it.
 
-pub mod help;
-pub mod inspector;
-pub mod scatter;
-pub mod status;
-pub mod table;
+mod help;
+mod inspector;
+mod scatter;
+mod status;
+mod table;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
-use super::app::{App, Mode};
+use crate::app::App;
+use crate::layout;
+use crate::mode::Mode;
+use crate::theme::Theme;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let areas = super::app::layout(area, self.scatter.side_by_side);
-        if self.data.items == 0 {
-            empty_store(self, areas.table.union(areas.inspector).union(areas.scatter[0]), buf);
+        let side_by_side = self.scatter().view().side_by_side;
+        let areas = layout::areas(area, side_by_side);
+        let (data, theme, space) = (self.data(), self.theme(), self.space());
+        if data.items == 0 {
+            let rest = areas.table.union(areas.inspector).union(areas.scatter[0]);
+            EmptyStore { store_label: self.store_label(), theme }.render(rest, buf);
         } else {
-            table::Table(self).render(areas.table, buf);
-            if !self.scatter.side_by_side {
-                inspector::Inspector(self).render(areas.inspector, buf);
+            let list = self.list();
+            table::Table { list, data, marks: self.triage().marks(), space, theme }.render(areas.table, buf);
+            let inspector = self.inspector();
+            if !side_by_side {
+                let space_name = self.space_name();
+                inspector::InspectorPanel { inspector, data, space, space_name, theme }.render(areas.inspector, buf);
             }
-            for (raster, panel) in self.rasters.iter().zip(areas.scatter) {
-                scatter::Scatter { app: self, raster }.render(panel, buf);
+            let scatter = self.scatter();
+            for (raster, panel) in scatter.rasters().iter().zip(areas.scatter) {
+                let selected = inspector.current();
+                scatter::ScatterPanel { scatter, raster, data, space, selected, theme }.render(panel, buf);
             }
         }
-        status::Status(self).render(areas.status, buf);
-        status::Hints(self).render(areas.hints, buf);
-        match &self.mode {
+        let marked = self.triage().marks().len();
+        let (store_label, space_name) = (self.store_label(), self.space_name());
+        status::Status { store_label, space_name, list: self.list(), data, marked, theme }.render(areas.status, buf);
+        status::Hints { message: self.message(), theme }.render(areas.hints, buf);
+        let selected = self.selected();
+        match self.mode() {
             Mode::Normal => {}
-            Mode::Help => help::Help(self).render(area, buf),
-            Mode::Picker { .. } => help::Picker(self).render(area, buf),
-            Mode::Input { .. } => help::Input(self).render(areas.hints, buf),
+            Mode::Help => help::Help { theme }.render(area, buf),
+            &Mode::Picker { purpose, cursor } => {
+                let len = self.picker_len();
+                help::Picker { purpose, cursor, len, selected, data, theme }.render(area, buf);
+            }
+            Mode::Input { purpose, text } => {
+                help::Input { purpose: *purpose, text, selected, theme }.render(areas.hints, buf);
+            }
         }
     }
 }
 
-fn empty_store(app: &App, area: Rect, buf: &mut Buffer) {
-    let t = &app.theme;
-    let text = format!(
-        "The store {} has no items yet.\n\nRun `torchlight ingest SOURCE --store {}` to fill it. If an ingest is \
-         running now, press R to reread the store as items are committed; q quits.",
-        app.store_label, app.store_label
-    );
-    let [_, mid, _] = Layout::vertical([Constraint::Fill(1), Constraint::Length(7), Constraint::Fill(1)]).areas(area);
-    Paragraph::new(text)
-        .wrap(Wrap { trim: true })
-        .block(Block::bordered().border_style(t.border()).title(" torchlight browse ").title_style(t.title()))
-        .render(mid, buf);
+/// What an empty store shows instead of the panels.
+struct EmptyStore<'a> {
+    store_label: &'a str,
+    theme: &'a Theme,
 }
 
-/// A centred rectangle of at most `w` x `h` cells.
-pub fn centred(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+impl Widget for EmptyStore<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = self.theme;
+        let text = format!(
+            "The store {} has no items yet.\n\nRun `torchlight ingest SOURCE --store {}` to fill it. If an ingest is \
+             running now, press R to reread the store as items are committed; q quits.",
+            self.store_label, self.store_label
+        );
+        let [_, mid, _] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(7), Constraint::Fill(1)]).areas(area);
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().border_style(t.border()).title(" torchlight browse ").title_style(t.title()))
+            .render(mid, buf);
+    }
 }
 
 /// Clears an area before an overlay is drawn on it.
-pub fn clear(area: Rect, buf: &mut Buffer) {
+fn clear(area: Rect, buf: &mut Buffer) {
     Clear.render(area, buf);
 }

@@ -5,14 +5,23 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::app::{App, FlagFilter, TagFilter};
+use crate::data::Data;
+use crate::filter::{Filter, FlagFilter, TagFilter};
+use crate::state::ListView;
+use crate::theme::Theme;
 
-pub struct Status<'a>(pub &'a App);
+pub struct Status<'a> {
+    pub store_label: &'a str,
+    pub space_name: &'a str,
+    pub list: &'a ListView,
+    pub data: &'a Data,
+    /// Items marked for a bulk action.
+    pub marked: usize,
+    pub theme: &'a Theme,
+}
 
 /// The active filters in words, empty when none.
-pub fn filter_text(app: &App) -> String {
-    let f = &app.filter;
-    let d = &app.data;
+fn filter_text(f: &Filter, d: &Data) -> String {
     let mut parts = Vec::new();
     if let Some(like) = &f.like {
         let space = d.spaces.get(like.space).map_or("-", |s| s.name.as_str());
@@ -38,19 +47,18 @@ pub fn filter_text(app: &App) -> String {
 
 impl Widget for Status<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        let t = &app.theme;
+        let (t, list, d) = (self.theme, self.list, self.data);
         buf.set_style(area, t.status());
-        let sort = if app.filter.like.is_some() {
+        let sort = if list.filter().like.is_some() {
             "similarity".to_string()
         } else {
-            format!("{}{}", app.sort.name(), if app.desc { "↓" } else { "↑" })
+            format!("{}{}", list.sort().name(), if list.desc() { "↓" } else { "↑" })
         };
-        let filter = filter_text(app);
+        let filter = filter_text(list.filter(), d);
         let mut spans = vec![
-            Span::raw(format!(" {} ", app.store_label)),
+            Span::raw(format!(" {} ", self.store_label)),
             Span::raw("│ "),
-            Span::styled(app.space_name().to_string(), t.key()),
+            Span::styled(self.space_name.to_string(), t.key()),
             Span::raw(" │ sort "),
             Span::raw(sort),
             Span::raw(" │ "),
@@ -58,24 +66,27 @@ impl Widget for Status<'_> {
         if !filter.is_empty() {
             spans.push(Span::raw(format!("filter {filter} │ ")));
         }
-        spans.push(Span::raw(format!("{}/{} shown", app.view.len(), app.data.items)));
-        if !app.marks.is_empty() {
-            spans.push(Span::styled(format!(" │ {} marked", app.marks.len()), t.marked()));
+        spans.push(Span::raw(format!("{}/{} shown", list.shown().len(), d.items)));
+        if self.marked > 0 {
+            spans.push(Span::styled(format!(" │ {} marked", self.marked), t.marked()));
         }
-        if !app.data.complete && app.data.dataset.is_some() {
+        if !d.complete && d.dataset.is_some() {
             spans.push(Span::styled(" │ ingest incomplete (R rereads)", t.warn()));
         }
         Line::from(spans).render(area, buf);
     }
 }
 
-pub struct Hints<'a>(pub &'a App);
+pub struct Hints<'a> {
+    /// Shown instead of the hints when set.
+    pub message: Option<&'a str>,
+    pub theme: &'a Theme,
+}
 
 impl Widget for Hints<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        let t = &app.theme;
-        if let Some(m) = &app.message {
+        let t = self.theme;
+        if let Some(m) = self.message {
             Line::from(Span::styled(format!(" {m}"), t.message())).render(area, buf);
             return;
         }

@@ -6,11 +6,21 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table as RTable, Widget};
 
-use crate::app::{App, SortKey};
-use crate::data::NO_LABEL;
+use std::collections::HashSet;
+
+use crate::data::{Data, NO_LABEL};
+use crate::filter::SortKey;
+use crate::state::ListView;
+use crate::theme::Theme;
 use torchlight_store::{Tag, TagKind};
 
-pub struct Table<'a>(pub &'a App);
+pub struct Table<'a> {
+    pub list: &'a ListView,
+    pub data: &'a Data,
+    pub marks: &'a HashSet<u32>,
+    pub space: usize,
+    pub theme: &'a Theme,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -91,7 +101,7 @@ fn columns(width: u16, sort: SortKey) -> Vec<Col> {
     vec![Mark, Id, Label, score, Flags, Tag, Source]
 }
 
-pub fn tag_text(tag: Option<&Tag>) -> String {
+fn tag_text(tag: Option<&Tag>) -> String {
     let Some(t) = tag else { return String::new() };
     let kind = match t.kind {
         Some(TagKind::Ok) => "ok",
@@ -114,85 +124,84 @@ fn num(v: Option<f32>) -> String {
 
 impl Widget for Table<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        let t = &app.theme;
-        let title = format!(" items {}/{} ", app.view.len(), app.data.items);
+        let (t, list) = (self.theme, self.list);
+        let title = format!(" items {}/{} ", list.shown().len(), self.data.items);
         let block = Block::bordered().border_style(t.focus_border()).title(title).title_style(t.title());
-        if app.view.is_empty() {
+        if list.shown().is_empty() {
             let msg = "No item matches the filter: c clears filters.";
             Paragraph::new(msg).style(t.dim()).block(block).render(area, buf);
             return;
         }
-        let inner_w = area.width.saturating_sub(2);
-        let cols = columns(inner_w, app.sort);
-        let arrow = if app.desc { "↓" } else { "↑" };
+        let cols = columns(area.width.saturating_sub(2), list.sort());
+        let arrow = if list.desc() { "↓" } else { "↑" };
         let header = Row::new(cols.iter().map(|c| {
             let mut h = c.header().to_string();
-            if c.sort_key() == Some(app.sort) {
+            if c.sort_key() == Some(list.sort()) {
                 h.push_str(arrow);
             }
             Cell::from(h)
         }))
         .style(t.header());
-        let sp = app.data.spaces.get(app.space);
-        let rows = app.rows.iter().enumerate().map(|(i, row)| {
-            let id = row.id;
-            let idx = id as usize;
-            let label = app.data.label[idx];
-            let tag = app.data.tags.get(&id);
-            let cells = cols.iter().map(|c| match c {
-                Col::Mark => {
-                    if app.marks.contains(&id) {
-                        Cell::from(Span::styled("●", t.marked()))
-                    } else {
-                        Cell::from(" ")
-                    }
-                }
-                Col::Id => Cell::from(id.to_string()),
-                Col::Label => Cell::from(Span::styled(app.data.label_name(label).to_string(), t.label(label))),
-                Col::Pred => match app.data.pred(app.space, id) {
-                    Some(p) => {
-                        let style = if p != label && label != NO_LABEL { t.warn() } else { t.label(p) };
-                        Cell::from(Span::styled(app.data.label_name(p).to_string(), style))
-                    }
-                    None => Cell::from("-"),
-                },
-                Col::Outlier => {
-                    let v = sp.and_then(|s| s.outlier.as_ref()).map(|o| o[idx]);
-                    let style = if app.data.is_outlier(app.space, id) { t.outlier() } else { Style::new() };
-                    Cell::from(Span::styled(num(v), style))
-                }
-                Col::Nn => Cell::from(num(sp.and_then(|s| s.nn_distance.as_ref()).map(|o| o[idx]))),
-                Col::Quality => Cell::from(match app.data.label_quality(app.space, id) {
-                    Some(q) => format!("{q:.2}"),
-                    None => "-".into(),
-                }),
-                Col::Flags => {
-                    let mut spans = Vec::new();
-                    if app.data.near_duplicate(app.space, id) {
-                        spans.push(Span::styled("D", t.tag(TagKind::Duplicate)));
-                    }
-                    if app.data.label_issue(app.space, id) {
-                        spans.push(Span::styled("!", t.tag(TagKind::Mislabeled)));
-                    }
-                    if app.data.is_outlier(app.space, id) {
-                        spans.push(Span::styled("o", t.outlier()));
-                    }
-                    Cell::from(Line::from(spans))
-                }
-                Col::Tag => {
-                    let style = tag.and_then(|x| x.kind).map_or(Style::new(), |k| t.tag(k));
-                    Cell::from(Span::styled(tag_text(tag), style))
-                }
-                Col::Source => Cell::from(row.source.clone()),
-            });
-            let r = Row::new(cells);
-            if app.top + i == app.cursor { r.style(t.selected_row()) } else { r }
+        let rows = list.rows().iter().enumerate().map(|(i, row)| {
+            let r = Row::new(cols.iter().map(|&c| self.cell(c, row)));
+            if list.top() + i == list.cursor() { r.style(t.selected_row()) } else { r }
         });
         RTable::new(rows, cols.iter().map(|c| c.width()))
             .header(header)
             .column_spacing(1)
             .block(block)
             .render(area, buf);
+    }
+}
+
+impl Table<'_> {
+    fn cell(&self, col: Col, row: &crate::state::list::Row) -> Cell<'static> {
+        let (t, d, space) = (self.theme, self.data, self.space);
+        let id = row.id;
+        let idx = id as usize;
+        let label = d.label[idx];
+        let sp = d.spaces.get(space);
+        match col {
+            Col::Mark if self.marks.contains(&id) => Cell::from(Span::styled("●", t.marked())),
+            Col::Mark => Cell::from(" "),
+            Col::Id => Cell::from(id.to_string()),
+            Col::Label => Cell::from(Span::styled(d.label_name(label).to_string(), t.label(label))),
+            Col::Pred => match d.pred(space, id) {
+                Some(p) => {
+                    let style = if p != label && label != NO_LABEL { t.warn() } else { t.label(p) };
+                    Cell::from(Span::styled(d.label_name(p).to_string(), style))
+                }
+                None => Cell::from("-"),
+            },
+            Col::Outlier => {
+                let v = sp.and_then(|s| s.outlier.as_ref()).map(|o| o[idx]);
+                let style = if d.is_outlier(space, id) { t.outlier() } else { Style::new() };
+                Cell::from(Span::styled(num(v), style))
+            }
+            Col::Nn => Cell::from(num(sp.and_then(|s| s.nn_distance.as_ref()).map(|o| o[idx]))),
+            Col::Quality => Cell::from(match d.label_quality(space, id) {
+                Some(q) => format!("{q:.2}"),
+                None => "-".into(),
+            }),
+            Col::Flags => {
+                let mut spans = Vec::new();
+                if d.near_duplicate(space, id) {
+                    spans.push(Span::styled("D", t.tag(TagKind::Duplicate)));
+                }
+                if d.label_issue(space, id) {
+                    spans.push(Span::styled("!", t.tag(TagKind::Mislabeled)));
+                }
+                if d.is_outlier(space, id) {
+                    spans.push(Span::styled("o", t.outlier()));
+                }
+                Cell::from(Line::from(spans))
+            }
+            Col::Tag => {
+                let tag = d.tags.get(&id);
+                let style = tag.and_then(|x| x.kind).map_or(Style::new(), |k| t.tag(k));
+                Cell::from(Span::styled(tag_text(tag), style))
+            }
+            Col::Source => Cell::from(row.source.clone()),
+        }
     }
 }

@@ -1,15 +1,14 @@
 //! Terminal images: the only module that knows ratatui-image. The rest of the browser asks for "these items'
 //! thumbnails at these cell sizes" and later draws the `Picture`s that come back; decoding, resizing and
-//! encoding (sixel encoding of a large image takes tens of milliseconds) happen on a worker thread.
+//! encoding (slow for sixel) happen on a worker thread, which hands each result to a callback.
 //!
 //! The worker holds one waiting request: a newer one replaces it, so holding `j` down over a thousand
 //! items encodes only the images of where the cursor stops. Results carry the selection they were made
 //! for; the app drops those that arrive after the selection moved on.
 //!
 //! On pixel terminals a second worker, the `Plotter`, draws the scatter panels as pictures the same way
-//! (one waiting request, newest wins), so a million-point plot never holds up a key.
+//! (one waiting request, newest wins), so a plot of every point never holds up a key.
 
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -23,8 +22,7 @@ use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
 
-use super::event::Event;
-use super::widgets::scatter::{self, PlotJob, PlotKey};
+use crate::plot::{PlotJob, PlotKey, plot_pixels};
 use torchlight_store::Store;
 
 /// How images reach the terminal.
@@ -86,7 +84,7 @@ impl Graphics {
         Graphics::Images(Picker::halfblocks())
     }
 
-    pub fn name(&self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Graphics::Text => "none",
             Graphics::Images(p) => match p.protocol_type() {
@@ -96,10 +94,6 @@ impl Graphics {
                 ProtocolType::Iterm2 => "iterm2",
             },
         }
-    }
-
-    pub fn shows_images(&self) -> bool {
-        matches!(self, Graphics::Images(_))
     }
 
     /// Whether images are drawn outside the cell grid (the terminal must be cleared when they move).
@@ -126,13 +120,6 @@ pub struct Request {
 #[derive(Clone)]
 pub struct Picture {
     protocol: Protocol,
-}
-
-impl Picture {
-    pub fn cells(&self) -> (u16, u16) {
-        let s = self.protocol.size();
-        (s.width, s.height)
-    }
 }
 
 pub struct Rendered {
@@ -191,8 +178,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker; results are sent as `Event::Preview` on `tx`. Returns None for text-only graphics.
-    pub fn spawn(store: Arc<Store>, graphics: &Graphics, tx: Sender<Event>) -> Option<Worker> {
+    /// Starts the worker, which hands each result to `send` until `send` says no one listens any more.
+    /// Returns None for text-only graphics.
+    pub fn spawn(
+        store: Arc<Store>,
+        graphics: &Graphics,
+        send: impl Fn(Rendered) -> bool + Send + 'static,
+    ) -> Option<Worker> {
         let Graphics::Images(picker) = graphics.clone() else {
             return None;
         };
@@ -200,7 +192,7 @@ impl Worker {
         let theirs = slot.clone();
         thread::Builder::new()
             .name("preview".into())
-            .spawn(move || work(&store, &picker, &theirs, &tx))
+            .spawn(move || work(&store, &picker, &theirs, &send))
             .expect("spawning the preview thread");
         Some(Worker { slot })
     }
@@ -211,7 +203,7 @@ impl Worker {
     }
 }
 
-fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, tx: &Sender<Event>) {
+fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, send: &impl Fn(Rendered) -> bool) {
     loop {
         let req = slot.take();
         for want in req.wants {
@@ -220,7 +212,7 @@ fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, tx: &Sender<Event>
                 break;
             }
             let picture = encode(store, picker, want);
-            if tx.send(Event::Preview(Rendered { selection: req.selection, want, picture })).is_err() {
+            if !send(Rendered { selection: req.selection, want, picture }) {
                 return;
             }
         }
@@ -228,7 +220,7 @@ fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, tx: &Sender<Event>
 }
 
 /// Reads, decodes, scales and encodes one thumbnail.
-pub fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, String> {
+fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, String> {
     let bytes = {
         let r = store.read_txn().map_err(|e| e.to_string())?;
         store.thumbnail(&r, want.item).map_err(|e| e.to_string())?.ok_or_else(|| "no thumbnail".to_string())?
@@ -256,7 +248,8 @@ pub struct Plotter {
 
 impl Plotter {
     /// Starts the worker for pixel protocols only: drawn as halfblocks a scatter is coarser than braille.
-    pub fn spawn(graphics: &Graphics, tx: Sender<Event>) -> Option<Plotter> {
+    /// Each panel drawn goes to `send` until `send` says no one listens any more.
+    pub fn spawn(graphics: &Graphics, send: impl Fn(Plotted) -> bool + Send + 'static) -> Option<Plotter> {
         let Graphics::Images(picker) = graphics.clone() else {
             return None;
         };
@@ -275,7 +268,7 @@ impl Plotter {
                             break;
                         }
                         let picture = plot(&picker, &job);
-                        if tx.send(Event::Plot(Plotted { space: job.space, key: job.key, picture })).is_err() {
+                        if !send(Plotted { space: job.space, key: job.key, picture }) {
                             return;
                         }
                     }
@@ -297,8 +290,8 @@ impl Plotter {
 }
 
 /// Draws and encodes one panel; the image is exactly the plot's cells in pixels, so nothing is rescaled.
-pub fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, String> {
-    let img = image::DynamicImage::ImageRgb8(scatter::plot_pixels(job));
+fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, String> {
+    let img = image::DynamicImage::ImageRgb8(plot_pixels(job));
     let size = Size::new(job.cells.0, job.cells.1);
     let protocol = picker.new_protocol(img, size, Resize::Fit(None)).map_err(|e| e.to_string())?;
     Ok(Picture { protocol })
