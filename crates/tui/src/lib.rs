@@ -1,7 +1,8 @@
 //! torchlight's terminal browser (`torchlight browse`): a keyboard-driven UI over a store.
 //!
 //! One `App` holds all state; keys become `Action`s, `App::update` applies them, and `impl Widget for &App`
-//! draws without changing anything. Terminal input, ticks and image worker results arrive on one channel.
+//! draws without changing anything. Terminal input, ticks and image worker results arrive on one channel,
+//! and the loop below draws only when handling them changed the screen.
 //!
 //! The modules import one way, each only from the layers above its own (`tests/layers.rs` checks it):
 //!
@@ -112,19 +113,23 @@ fn ui_loop(
     app.resize(size.width, size.height);
     event::spawn_terminal_reader(tx, Duration::from_millis(1000));
     let mut shown: Option<u32> = None;
+    let mut changed = true;
     loop {
-        // Pixel images live outside the cell grid: when the selection changes, repaint everything so old
-        // pictures do not linger where the new frame has unchanged blank cells.
-        if graphics.is_pixel_protocol() && app.selected() != shown {
-            terminal.clear()?;
-            shown = app.selected();
+        if changed {
+            // Pixel images live outside the cell grid: when the selection changes, repaint everything so
+            // old pictures do not linger where the new frame has unchanged blank cells. Only a change
+            // `handle` reports can move the selection, so this check runs whenever it may have moved.
+            if graphics.is_pixel_protocol() && app.selected() != shown {
+                terminal.clear()?;
+                shown = app.selected();
+            }
+            terminal.draw(|f| f.render_widget(&*app, f.area()))?;
         }
-        terminal.draw(|f| f.render_widget(&*app, f.area()))?;
         let Ok(ev) = rx.recv() else { return Ok(()) };
-        let mut dirty = app.handle(ev);
+        changed = app.handle(ev);
         // Apply everything already waiting (a held key) before drawing once.
         while let Ok(ev) = rx.try_recv() {
-            dirty |= app.handle(ev);
+            changed |= app.handle(ev);
             if app.should_quit() {
                 break;
             }
@@ -132,6 +137,5 @@ fn ui_loop(
         if app.should_quit() {
             return Ok(());
         }
-        let _ = dirty;
     }
 }

@@ -37,8 +37,12 @@ fn open(store: Arc<Store>, graphics: &Graphics, w: u16, h: u16) -> (App, Receive
     (app, rx)
 }
 
+fn press(code: KeyCode) -> Event {
+    Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
 fn key(app: &mut App, code: KeyCode) {
-    app.handle(Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE))));
+    app.handle(press(code));
 }
 
 fn chars(app: &mut App, s: &str) {
@@ -268,6 +272,18 @@ fn more_like_this_shows_arroy_neighbours_and_spaces_switch() {
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.space_name(), "finetuned");
     assert_ne!(app.inspector().current().unwrap().neighbours, before);
+}
+
+#[test]
+fn only_events_that_change_the_screen_ask_for_a_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = make(dir.path());
+    let (mut app, _rx) = open(store, &Graphics::Text, 80, 24);
+    assert!(!app.handle(Event::Tick), "a tick with nothing pending");
+    assert!(!app.handle(press(KeyCode::Char('z'))), "a key bound to nothing");
+    assert_eq!(app.list().cursor(), 0);
+    assert!(app.handle(press(KeyCode::Char('j'))), "a key that moves the cursor");
+    assert_eq!(app.list().cursor(), 1);
 }
 
 #[test]
