@@ -476,7 +476,7 @@ impl App {
     fn after_move(&mut self) {
         let areas = self.areas();
         let page = self.page();
-        self.list.scroll(&self.store, page);
+        self.list.scroll(&self.store, &self.data, page);
         let selected = self.list.selected();
         self.inspector.show(&self.store, &self.data, self.space, selected, areas.inspector);
         let shown = self.list.shown();

@@ -65,6 +65,8 @@ pub struct Data {
     pub tags: HashMap<u32, Tag>,
     pub dataset: Option<String>,
     pub complete: bool,
+    /// What every item's source starts with (see `common_source_prefix`); rows show what follows it.
+    pub source_prefix: String,
 }
 
 fn f32s(col: Option<Column>, n: usize, width: u32) -> Option<Vec<f32>> {
@@ -84,13 +86,18 @@ fn u32s(col: Option<Column>, n: usize) -> Option<Vec<u32>> {
 impl Data {
     /// Reads labels, tags and every space's columns in one snapshot: an ingest committing meanwhile is not seen
     /// half-way. Columns whose length disagrees with the item count (an analysis of an older snapshot) are ignored.
+    /// The sources' common prefix is read on a thread of its own, beside the columns.
     pub fn load(store: &Store) -> Result<Data> {
         let r = store.read_txn()?;
         let n = store.item_count(&r)? as usize;
         let names: Vec<(String, u16)> = store.spaces(&r)?.into_iter().map(|s| (s.name, s.index)).collect();
         // Each space's columns load on their own thread (with their own read transaction, validated
         // against this snapshot's item count) while this one scans the labels.
-        let (label, spaces) = std::thread::scope(|scope| {
+        let (label, spaces, prefix) = std::thread::scope(|scope| {
+            let prefix = scope.spawn(|| -> Result<String> {
+                let r = store.read_txn()?;
+                common_source_prefix(store, &r)
+            });
             let workers: Vec<_> = names
                 .iter()
                 .map(|(name, index)| {
@@ -103,7 +110,8 @@ impl Data {
             let label = store.label_ids(&r);
             let spaces: Result<Vec<SpaceData>> =
                 workers.into_iter().map(|w| w.join().expect("a space loader panicked")).collect();
-            label.map(|l| (l, spaces))
+            let prefix = prefix.join().expect("the source prefix reader panicked");
+            label.map(|l| (l, spaces, prefix))
         })?;
         let spaces = spaces?;
         let dataset = store.dataset(&r)?;
@@ -127,7 +135,13 @@ impl Data {
             tags,
             complete: dataset.as_ref().is_some_and(|d| d.complete),
             dataset: dataset.map(|d| d.source),
+            source_prefix: prefix?,
         })
+    }
+
+    /// A source without the part every item shares: the file name, the `#123` record, what tells items apart.
+    pub fn source_tail<'a>(&self, source: &'a str) -> &'a str {
+        source.strip_prefix(self.source_prefix.as_str()).unwrap_or(source)
     }
 
     pub fn label_name(&self, label: u32) -> &str {
@@ -264,4 +278,58 @@ pub fn sources(store: &Store) -> Result<Sources> {
     })?;
     s.text.shrink_to_fit();
     Ok(s)
+}
+
+/// The longest start all sources share, cut back to a path separator (kept) or a `#` (not kept), so that
+/// what is left of a source begins at a file or folder name or at its `#` record index. Empty for an empty
+/// store or sources with nothing in common.
+fn common_source_prefix(store: &Store, r: &RoTxn) -> Result<String> {
+    let mut first: Option<String> = None;
+    let mut len = 0;
+    store.for_each_item_ref(r, |_, item| match &first {
+        None => {
+            first = Some(item.source.to_string());
+            len = item.source.len();
+        }
+        Some(f) => len = common_len(&f[..len], item.source),
+    })?;
+    let first = first.unwrap_or_default();
+    Ok(up_to_separator(&first[..len]).to_string())
+}
+
+/// `common` cut back to its last path separator (kept) or `#` (not kept).
+fn up_to_separator(common: &str) -> &str {
+    match common.rfind(['/', '\\', '#']) {
+        Some(i) if common.as_bytes()[i] == b'#' => &common[..i],
+        Some(i) => &common[..=i],
+        None => "",
+    }
+}
+
+/// Length in bytes of the common start of two strings, on a character boundary of both.
+fn common_len(a: &str, b: &str) -> usize {
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    (0..=n).rev().find(|&i| a.is_char_boundary(i)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{common_len, up_to_separator};
+
+    #[test]
+    fn common_len_stops_on_a_character_boundary() {
+        assert_eq!(common_len("a/b/c", "a/b/d"), 4);
+        assert_eq!(common_len("é", "è"), 0, "the two share a first byte, not a character");
+        assert_eq!(common_len("abc", "abc"), 3);
+        assert_eq!(common_len("", "abc"), 0);
+    }
+
+    #[test]
+    fn the_prefix_ends_before_a_file_name_or_a_record_index() {
+        assert_eq!(up_to_separator("/home/u/.cache/demo/mnist.gz#1"), "/home/u/.cache/demo/mnist.gz");
+        assert_eq!(up_to_separator("synth/"), "synth/");
+        assert_eq!(up_to_separator("data/img_00"), "data/");
+        assert_eq!(up_to_separator(r"C:\data\cat"), r"C:\data\");
+        assert_eq!(up_to_separator("img_00"), "");
+    }
 }

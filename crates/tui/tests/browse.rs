@@ -10,7 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
-use torchlight_store::{Column, Store, TagKind, columns};
+use torchlight_store::{Column, Item, Store, TagKind, columns};
 use torchlight_synth::{self as synth, SynthParams, Truth};
 use torchlight_tui::app::{App, Options};
 use torchlight_tui::event::Event;
@@ -67,6 +67,10 @@ fn screen(t: &Terminal<TestBackend>) -> String {
         s.push('\n');
     }
     s
+}
+
+fn snap(app: &App) -> String {
+    screen(&draw(app))
 }
 
 fn column_f32(store: &Store, space: &str, name: &str) -> Vec<f32> {
@@ -286,6 +290,30 @@ fn only_events_that_change_the_screen_ask_for_a_frame() {
     assert_eq!(app.list().cursor(), 1);
 }
 
+/// A store whose sources all live in one file, as the demo's do: rows show the record index, the inspector
+/// the whole source.
+#[test]
+fn rows_show_sources_without_the_part_every_item_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = "/home/someone/.cache/torchlight/demo/mnist-digits-images-idx3-ubyte.gz";
+    let store = Store::create_or_open(dir.path()).unwrap();
+    let mut w = store.write_txn().unwrap();
+    for id in 0..12u32 {
+        let item = Item { source: format!("{file}#{id}"), label: Some(id % 3), width: 28, height: 28, hash: id.into() };
+        store.put_item(&mut w, id, &item).unwrap();
+    }
+    store.put_label_names(&mut w, &["zero".into(), "one".into(), "two".into()]).unwrap();
+    store.commit(w).unwrap();
+    let (app, _rx) = open(Arc::new(store), &Graphics::Text, 100, 20);
+    assert_eq!(app.data().source_prefix, file);
+    let rows: Vec<&str> = app.list().rows().iter().map(|r| r.source.as_str()).collect();
+    assert_eq!(rows[..3], ["#0", "#1", "#2"]);
+    assert_eq!(app.inspector().current().unwrap().item.as_ref().unwrap().source, format!("{file}#0"));
+    let text = snap(&app);
+    assert!(text.contains("│/home/someone/.cache/torchlight/demo/"), "the inspector shows the whole source:\n{text}");
+    insta::assert_snapshot!("demo_like_sources_100x20", text);
+}
+
 #[test]
 fn images_come_from_the_worker_and_stale_ones_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,10 +396,6 @@ fn column_row_reads_one_item() {
 
 mod snapshots {
     use super::*;
-
-    fn snap(app: &App) -> String {
-        screen(&draw(app))
-    }
 
     #[test]
     fn screens() {

@@ -14,6 +14,7 @@ use crate::filter::{Filter, FlagFilter, Like, SortKey, TagFilter};
 #[derive(Debug, Clone)]
 pub struct Row {
     pub id: u32,
+    /// The item's source without the part every item shares (`Data::source_tail`).
     pub source: String,
 }
 
@@ -183,7 +184,7 @@ impl ListView {
     }
 
     /// Scrolls so that the cursor is on a page of `page` rows, and reads those rows' sources.
-    pub fn scroll(&mut self, store: &Store, page: usize) {
+    pub fn scroll(&mut self, store: &Store, data: &Data, page: usize) {
         if self.cursor < self.top {
             self.top = self.cursor;
         } else if self.cursor >= self.top + page {
@@ -195,7 +196,11 @@ impl ListView {
         self.rows = match store.read_txn() {
             Ok(r) => ids
                 .iter()
-                .map(|&id| Row { id, source: store.item(&r, id).ok().flatten().map(|i| i.source).unwrap_or_default() })
+                .map(|&id| {
+                    let item = store.item(&r, id).ok().flatten();
+                    let source = item.map(|i| data.source_tail(&i.source).to_string()).unwrap_or_default();
+                    Row { id, source }
+                })
                 .collect(),
             Err(_) => ids.iter().map(|&id| Row { id, source: String::new() }).collect(),
         };
