@@ -290,6 +290,41 @@ fn only_events_that_change_the_screen_ask_for_a_frame() {
     assert_eq!(app.list().cursor(), 1);
 }
 
+#[test]
+fn the_status_line_keeps_the_shown_count_when_filters_crowd_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = make(dir.path());
+    for (w, h) in [(100, 30), (80, 24)] {
+        let (tx, _rx) = mpsc::channel();
+        let options = Options {
+            store_label: "/home/someone/datasets/fashion-mnist/torchlight-store".into(),
+            space: None,
+            theme: Theme { color: true },
+            size: (w, h),
+        };
+        let mut app = App::new(store.clone(), options, &Graphics::Text, tx).unwrap();
+        app.resize(w, h);
+        key(&mut app, KeyCode::Char('l'));
+        chars(&mut app, "jjjjjj");
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Char('t'));
+        key(&mut app, KeyCode::Char('f'));
+        key(&mut app, KeyCode::Char('/'));
+        chars(&mut app, "Sandal|Coat");
+        key(&mut app, KeyCode::Enter);
+        let f = app.list().filter();
+        assert!(f.label.is_some() && f.source.is_some(), "label and source filters are on");
+        let n = app.list().shown().len();
+        assert!(n > 0 && n < 300);
+        let shown = format!("{n}/300 shown");
+        let text = screen(&draw(&app));
+        let status = text.lines().nth(h as usize - 2).unwrap();
+        assert!(status.contains(&shown), "{w} columns: {status:?}");
+        assert!(status.contains("filter label=Sandal"), "{w} columns: {status:?}");
+        insta::assert_snapshot!(format!("status_with_four_filters_{w}"), status);
+    }
+}
+
 /// A store whose sources all live in one file, as the demo's do: rows show the record index, the inspector
 /// the whole source.
 #[test]

@@ -2,6 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
@@ -45,6 +46,70 @@ fn filter_text(f: &Filter, d: &Data) -> String {
     parts.join(" ")
 }
 
+/// One part of the status line, and how it gives way when the line is too long.
+struct Part {
+    text: String,
+    style: Style,
+    /// Parts give way lowest rank first; `KEEP` never does.
+    rank: u8,
+    /// A shorter text to try before the part is dropped.
+    short: Option<String>,
+    /// Whether the text may be cut (with an ellipsis) before the part is dropped.
+    elide: bool,
+}
+
+const KEEP: u8 = u8::MAX;
+const SEPARATOR: &str = " │ ";
+
+impl Part {
+    fn new(text: String, style: Style, rank: u8) -> Part {
+        Part { text, style, rank, short: None, elide: false }
+    }
+}
+
+fn width(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// `s` cut to at most `w` columns, the last of them an ellipsis.
+fn elide(s: &str, w: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        out.push(c);
+        if width(&out) + 1 > w {
+            out.pop();
+            break;
+        }
+    }
+    let mut out = out.trim_end().to_string();
+    out.push('…');
+    out
+}
+
+/// Shortens, cuts or drops parts, lowest rank first, until the line fits `w` columns or only the parts
+/// that are always kept are left.
+fn fit(mut parts: Vec<Part>, w: usize) -> Vec<Part> {
+    loop {
+        let total =
+            1 + parts.iter().map(|p| width(&p.text)).sum::<usize>() + width(SEPARATOR) * parts.len().saturating_sub(1);
+        let over = total.saturating_sub(w);
+        let weakest = parts.iter().enumerate().filter(|(_, p)| p.rank != KEEP).min_by_key(|(_, p)| p.rank);
+        let (Some((i, _)), true) = (weakest, over > 0) else { return parts };
+        let part = &mut parts[i];
+        if let Some(short) = part.short.take() {
+            part.text = short;
+        } else if part.elide && width(&part.text) > over + MIN_ELIDED {
+            part.text = elide(&part.text, width(&part.text) - over);
+            part.elide = false;
+        } else {
+            parts.remove(i);
+        }
+    }
+}
+
+/// Shorter than this, a cut filter says too little to be worth its room.
+const MIN_ELIDED: usize = 12;
+
 impl Widget for Status<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (t, list, d) = (self.theme, self.list, self.data);
@@ -54,24 +119,33 @@ impl Widget for Status<'_> {
         } else {
             format!("{}{}", list.sort().name(), if list.desc() { "↓" } else { "↑" })
         };
-        let filter = filter_text(list.filter(), d);
-        let mut spans = vec![
-            Span::raw(format!(" {} ", self.store_label)),
-            Span::raw("│ "),
-            Span::styled(self.space_name.to_string(), t.key()),
-            Span::raw(" │ sort "),
-            Span::raw(sort),
-            Span::raw(" │ "),
+        let plain = Style::new();
+        let mut store = Part::new(self.store_label.to_string(), plain, 0);
+        let base = std::path::Path::new(self.store_label).file_name().map(|n| n.to_string_lossy().into_owned());
+        store.short = base.filter(|b| b != self.store_label);
+        let mut parts = vec![
+            store,
+            Part::new(self.space_name.to_string(), t.key(), 3),
+            Part::new(format!("sort {sort}"), plain, 2),
         ];
+        let filter = filter_text(list.filter(), d);
         if !filter.is_empty() {
-            spans.push(Span::raw(format!("filter {filter} │ ")));
+            parts.push(Part { elide: true, ..Part::new(format!("filter {filter}"), plain, 1) });
         }
-        spans.push(Span::raw(format!("{}/{} shown", list.shown().len(), d.items)));
+        parts.push(Part::new(format!("{}/{} shown", list.shown().len(), d.items), plain, KEEP));
         if self.marked > 0 {
-            spans.push(Span::styled(format!(" │ {} marked", self.marked), t.marked()));
+            parts.push(Part::new(format!("{} marked", self.marked), t.marked(), 5));
         }
         if !d.complete && d.dataset.is_some() {
-            spans.push(Span::styled(" │ ingest incomplete (R rereads)", t.warn()));
+            let short = Some("ingest incomplete".to_string());
+            parts.push(Part { short, ..Part::new("ingest incomplete (R rereads)".into(), t.warn(), 4) });
+        }
+        let mut spans = vec![Span::raw(" ")];
+        for (i, p) in fit(parts, area.width as usize).into_iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw(SEPARATOR));
+            }
+            spans.push(Span::styled(p.text, p.style));
         }
         Line::from(spans).render(area, buf);
     }
