@@ -8,12 +8,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let out = &args.output;
     if let Some(space) = &args.embeddings {
         let (n, d) = export::export_embeddings(&store, space, out)?;
-        println!("wrote {} ({n} x {d} float32, item-id order)", out.display());
+        torchlight_cli::outln!("wrote {} ({n} x {d} float32, item-id order)", out.display());
         return Ok(());
     }
     let format = export::TableFormat::from_path(out)?;
     let table = export::build_table(&store, args.spotlight)?;
     export::write_table(&table, out, format)?;
-    println!("wrote {} ({} rows, {} columns)", out.display(), table.rows, table.columns.len());
+    torchlight_cli::outln!("wrote {} ({} rows, {} columns)", out.display(), table.rows, table.columns.len());
     Ok(())
 }

@@ -5,11 +5,17 @@
 mod browse;
 mod export;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use color_eyre::eyre::Result;
 use torchlight_cli::{Cli, Command, errors, exec};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    errors::finish(run())
+}
+
+fn run() -> Result<()> {
     errors::install()?;
     let cli = Cli::parse();
     match cli.command {

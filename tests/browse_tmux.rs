@@ -53,8 +53,7 @@ fn argmin(store: &Store, space: &str) -> u32 {
 
 #[test]
 fn tmux_sort_tag_quit_and_find_the_tag() {
-    if !tmux_available() {
-        eprintln!("NOTICE: tmux is not installed; skipping the end-to-end browse test (apt-get install tmux)");
+    if !tmux_available("tmux_sort_tag_quit_and_find_the_tag") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -91,8 +90,7 @@ fn tmux_sort_tag_quit_and_find_the_tag() {
 
 #[test]
 fn tmux_real_digits_ingest_browse_tag_and_export() {
-    if !tmux_available() {
-        eprintln!("NOTICE: tmux is not installed; skipping the end-to-end browse test (apt-get install tmux)");
+    if !tmux_available("tmux_real_digits_ingest_browse_tag_and_export") {
         return;
     }
     let bin_path = common::bin::torchlight();

@@ -41,7 +41,20 @@ fn info_reports_libtorch_devices_and_store() {
 }
 
 #[test]
-fn bad_store_path_is_reported() {
-    let out = torchlight().args(["info", "--store", "/proc/version"]).output().unwrap();
-    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("none yet"));
+fn a_store_path_that_is_a_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-store");
+    std::fs::write(&file, b"x").unwrap();
+    for path in [file.as_path(), std::path::Path::new("/dev/null")] {
+        for args in [&["info"][..], &["export", "-o", "/tmp/never-written.csv"]] {
+            let out = torchlight().args(args).arg("--store").arg(path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?} {}: {stderr}", path.display());
+            assert!(
+                stderr.contains(&path.display().to_string()) && stderr.contains("not a store directory"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is left as it was");
 }

@@ -34,7 +34,7 @@ fn browse_and_export_never_load_libtorch() {
         assert!(libs.iter().any(|l| l.contains("libc.so")), "{what}: LD_DEBUG gave no library list: {libs:?}");
         assert!(!libs.iter().any(|l| l.contains("torch") || l.contains("c10")), "{what} loaded libtorch: {libs:?}");
         // A missing store is a clear error, not a crash.
-        assert!(!out.status.success(), "{what} succeeded on a missing store");
+        assert_eq!(out.status.code(), Some(1), "{what} on a missing store");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("no-store"), "{what}: the error does not name the store: {stderr}");
     }
@@ -57,8 +57,8 @@ fn a_missing_engine_is_a_clear_error() {
     let lonely = dir.path().join("torchlight");
     std::fs::copy(env!("CARGO_BIN_EXE_torchlight"), &lonely).unwrap();
     let out = Command::new(&lonely).args(["info", "--store"]).arg(dir.path()).env("PATH", "").output().unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("torchlight-engine was not found"), "{stderr}");
     // Argument errors still come from the light binary, before any hand-over.
     let out = Command::new(&lonely).args(["ingest", "--no-such-flag"]).env("PATH", "").output().unwrap();

@@ -20,14 +20,22 @@ fn digits() -> String {
     root().join("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz").to_string_lossy().into_owned()
 }
 
-/// `torchlight ingest DIGITS --store STORE --limit 10 EXTRA...` with a clean hub environment plus `env`.
+/// An endpoint where nothing listens (a port bound, then released): a request that should never be made fails
+/// there instead of reaching the real hub.
+fn dead_endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `torchlight ingest DIGITS --store STORE --limit 10 EXTRA...` with a clean hub environment plus `env`. The hub
+/// endpoint is a dead local port unless `env` gives one.
 fn ingest(store: &Path, hf_home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(common::bin::torchlight());
     cmd.args(["ingest", &digits(), "--store", store.to_str().unwrap(), "--limit", "10", "--device", "cpu"])
         .args(extra)
         .env_remove("TORCHLIGHT_STORE")
         .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_ENDPOINT")
+        .env("HF_ENDPOINT", dead_endpoint())
         .env_remove("HF_HUB_CACHE")
         .env_remove("HF_TOKEN")
         .env("HF_HOME", hf_home);

@@ -57,6 +57,14 @@ impl Drop for Tmux {
     }
 }
 
-pub fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+/// Whether tmux is here to run `test`. Without it the test says loudly that it did not run, and under CI=true it
+/// fails instead (`.ci/run` installs tmux).
+pub fn tmux_available(test: &str) -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    let msg = format!("{test} NOT RUN: tmux is not installed (apt-get install tmux)");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+    eprintln!("{msg}");
+    false
 }

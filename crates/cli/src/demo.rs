@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::StoreArg;
+use crate::{Device, StoreArg, counts, positive};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -14,13 +14,13 @@ pub struct DemoArgs {
     #[arg(long)]
     pub no_browse: bool,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value_t = Device::Auto)]
+    pub device: Device,
     /// Outliers listed per space with --no-browse.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = counts(1, 100_000))]
     pub top: usize,
     /// Only the first N digits (classes are interleaved, so every class is in); for quick checks and tests.
-    #[arg(long, value_name = "N", hide = true)]
+    #[arg(long, value_name = "N", hide = true, value_parser = positive)]
     pub limit: Option<usize>,
     /// Where the embedded dataset and models are written (default: the platform cache dir's torchlight/demo).
     #[arg(long, value_name = "DIR", hide = true)]

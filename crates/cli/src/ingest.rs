@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::{Format, Pooling, Precision, StoreArg};
+use crate::{Device, Format, Pooling, Precision, StoreArg, counts, positive};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -32,7 +32,7 @@ pub struct IngestArgs {
     #[arg(long, default_value = "train")]
     pub split: String,
     /// Only the first N records of the source.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub limit: Option<usize>,
     /// Label column (parquet, CSV).
     #[arg(long)]
@@ -44,16 +44,16 @@ pub struct IngestArgs {
     #[arg(long, value_enum, default_value_t = Pooling::Cls)]
     pub pooling: Pooling,
     /// auto (CUDA when libtorch sees it), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value_t = Device::Auto)]
+    pub device: Device,
     /// Model precision; fp16 and bf16 only on CUDA.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Images per model batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = counts(1, 65_536))]
     pub batch_size: usize,
     /// Decode/preprocess threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = counts(1, 1024))]
     pub threads: Option<usize>,
     /// Skip the analysis after embedding (run `torchlight analyze` later).
     #[arg(long)]

@@ -1,5 +1,5 @@
 //! The command line both binaries parse: clap types for every subcommand (one file each, no logic), error
-//! reporting and exit codes. `torchlight` parses it first, so help and argument errors never wait for
+//! reporting, exit codes and output that survives a closed pipe. `torchlight` parses it first, so help and argument errors never wait for
 //! libtorch; `torchlight-engine` parses the same command line again with the same types.
 
 mod analyze;
@@ -11,6 +11,7 @@ pub mod exec;
 mod export;
 mod info;
 mod ingest;
+pub mod output;
 
 use std::path::PathBuf;
 
@@ -19,7 +20,7 @@ use color_eyre::eyre::{Result, eyre};
 
 pub use analyze::AnalyzeArgs;
 pub use browse::BrowseArgs;
-pub use choices::{Format, Graphics, Pooling, Precision};
+pub use choices::{Device, Format, Graphics, Pooling, Precision};
 pub use demo::DemoArgs;
 pub use export::ExportArgs;
 pub use info::InfoArgs;
@@ -66,6 +67,20 @@ impl StoreArg {
             Some(dir) => Ok(dir.clone()),
             None => default_store_dir(),
         }
+    }
+}
+
+/// A whole number from `min` to `max`; out of range is a usage error that gives the range.
+fn counts(min: usize, max: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(min as u64..=max as u64)
+}
+
+/// A whole number of at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
     }
 }
 

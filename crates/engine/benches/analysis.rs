@@ -26,7 +26,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let out = args.get(1).cloned().unwrap_or_else(|| "/tmp/torchlight_scores.npy".into());
-    let device = torchlight_engine::runtime::parse_device(args.get(2).map_or("cpu", String::as_str)).unwrap();
+    let device =
+        torchlight_engine::runtime::parse_device(args.get(2).map_or("cpu", String::as_str).parse().unwrap()).unwrap();
     let (x, d) = match std::env::var("BENCH_FEATURES") {
         Ok(path) => {
             let a = torchlight_store::npy::read(std::fs::File::open(&path).expect("BENCH_FEATURES file")).unwrap();

@@ -83,7 +83,45 @@ pub enum PreprocessError {
     #[error("preprocessing config {path} is not valid JSON: {source}")]
     Json { path: String, source: serde_json::Error },
     #[error("preprocessing config {path}: {what}")]
-    Invalid { path: String, what: String },
+    Invalid { path: String, what: Invalid },
+}
+
+/// What is wrong inside a preprocessing config.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("unknown PIL resample code {0} (0..5 are known)")]
+    ResampleCode(serde_json::Number),
+    #[error("unknown resample filter '{0}'")]
+    ResampleName(String),
+    #[error("resample must be a PIL code, got {0}")]
+    ResampleValue(Value),
+    #[error("do_center_crop is set but crop_size is missing")]
+    NoCropSize,
+    #[error("channels must be 1 or 3, got {0}")]
+    Channels(usize),
+    #[error("image size {0:?} is empty")]
+    EmptySize((u32, u32)),
+    #[error("crop size {}x{} must fit in the resized {}x{}", .crop.0, .crop.1, .size.0, .size.1)]
+    CropTooBig { crop: (u32, u32), size: (u32, u32) },
+    #[error("mean has {mean} values but std has {std}")]
+    MeanStd { mean: usize, std: usize },
+    #[error("mean/std have {values} values for {channels} channel(s)")]
+    MeanChannels { values: usize, channels: usize },
+    #[error("std contains 0")]
+    StdZero,
+    #[error(
+        "size {0} is not supported: give {{\"height\": H, \"width\": W}} (shortest_edge resizing keeps the aspect \
+         ratio, which a fixed-size model cannot take)"
+    )]
+    ShortestEdge(Value),
+    #[error("size {0} is not a positive integer, [height, width] or {{height, width}}")]
+    Size(Value),
+    #[error("{0} is not a number")]
+    NotANumber(Value),
+    #[error("expected a list of numbers, got {0}")]
+    NotNumbers(Value),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 impl PreprocessConfig {
@@ -106,7 +144,7 @@ impl PreprocessConfig {
         Self::from_hf_value(&json).map_err(|what| invalid(path, what))
     }
 
-    pub fn from_hf_value(json: &Value) -> Result<Self, String> {
+    pub fn from_hf_value(json: &Value) -> Result<Self, Invalid> {
         let flag = |key: &str, default: bool| json.get(key).and_then(Value::as_bool).unwrap_or(default);
         let size = match json.get("size") {
             None | Some(Value::Null) => (224, 224),
@@ -114,17 +152,16 @@ impl PreprocessConfig {
         };
         let resample = match json.get("resample") {
             None | Some(Value::Null) => Resample::Bilinear,
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .and_then(Resample::from_pil_code)
-                .ok_or_else(|| format!("unknown PIL resample code {n} (0..5 are known)"))?,
-            Some(Value::String(s)) => Resample::from_name(s).ok_or_else(|| format!("unknown resample filter '{s}'"))?,
-            Some(v) => return Err(format!("resample must be a PIL code, got {v}")),
+            Some(Value::Number(n)) => {
+                n.as_i64().and_then(Resample::from_pil_code).ok_or_else(|| Invalid::ResampleCode(n.clone()))?
+            }
+            Some(Value::String(s)) => Resample::from_name(s).ok_or_else(|| Invalid::ResampleName(s.clone()))?,
+            Some(v) => return Err(Invalid::ResampleValue(v.clone())),
         };
         let center_crop = if flag("do_center_crop", false) {
             Some(match json.get("crop_size") {
                 Some(v) => parse_size(v)?,
-                None => return Err("do_center_crop is set but crop_size is missing".into()),
+                None => return Err(Invalid::NoCropSize),
             })
         } else {
             None
@@ -158,31 +195,31 @@ impl PreprocessConfig {
     /// "rescale_factor": 0.00392156862745098, "class_names": [..]}`; only image_size is required.
     pub fn from_torchscript_json(path: &Path) -> Result<Self, PreprocessError> {
         let json = read_json(path)?;
-        let meta: TorchScriptMeta = serde_json::from_value(json).map_err(|e| invalid(path, e.to_string()))?;
+        let meta: TorchScriptMeta = serde_json::from_value(json).map_err(|e| invalid(path, e.into()))?;
         meta.preprocess_config().map_err(|what| invalid(path, what))
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         let c = self.channels as usize;
         if c != 1 && c != 3 {
-            return Err(format!("channels must be 1 or 3, got {c}"));
+            return Err(Invalid::Channels(c));
         }
         if self.size.0 == 0 || self.size.1 == 0 {
-            return Err(format!("image size {:?} is empty", self.size));
+            return Err(Invalid::EmptySize(self.size));
         }
         if let Some((ch, cw)) = self.center_crop
             && (ch > self.size.0 || cw > self.size.1 || ch == 0 || cw == 0)
         {
-            return Err(format!("crop size {ch}x{cw} must fit in the resized {}x{}", self.size.0, self.size.1));
+            return Err(Invalid::CropTooBig { crop: (ch, cw), size: self.size });
         }
         if self.mean.len() != self.std.len() {
-            return Err(format!("mean has {} values but std has {}", self.mean.len(), self.std.len()));
+            return Err(Invalid::MeanStd { mean: self.mean.len(), std: self.std.len() });
         }
         if !self.mean.is_empty() && self.mean.len() != 1 && self.mean.len() != c {
-            return Err(format!("mean/std have {} values for {c} channel(s)", self.mean.len()));
+            return Err(Invalid::MeanChannels { values: self.mean.len(), channels: c });
         }
         if self.std.contains(&0.0) {
-            return Err("std contains 0".into());
+            return Err(Invalid::StdZero);
         }
         Ok(())
     }
@@ -208,13 +245,13 @@ pub struct TorchScriptMeta {
 
 impl TorchScriptMeta {
     pub fn read(path: &Path) -> Result<Self, PreprocessError> {
-        serde_json::from_value(read_json(path)?).map_err(|e| invalid(path, e.to_string()))
+        serde_json::from_value(read_json(path)?).map_err(|e| invalid(path, e.into()))
     }
 
-    pub fn preprocess_config(&self) -> Result<PreprocessConfig, String> {
+    pub fn preprocess_config(&self) -> Result<PreprocessConfig, Invalid> {
         let resample = match &self.resample {
             None => Resample::Bilinear,
-            Some(s) => Resample::from_name(s).ok_or_else(|| format!("unknown resample filter '{s}'"))?,
+            Some(s) => Resample::from_name(s).ok_or_else(|| Invalid::ResampleName(s.clone()))?,
         };
         let cfg = PreprocessConfig {
             size: parse_size(&self.image_size)?,
@@ -237,39 +274,34 @@ fn read_json(path: &Path) -> Result<Value, PreprocessError> {
     serde_json::from_str(&text).map_err(|source| PreprocessError::Json { path: path.display().to_string(), source })
 }
 
-fn invalid(path: &Path, what: String) -> PreprocessError {
+fn invalid(path: &Path, what: Invalid) -> PreprocessError {
     PreprocessError::Invalid { path: path.display().to_string(), what }
 }
 
 /// `224`, `[H, W]`, or `{"height": H, "width": W}`. (`shortest_edge` sizes keep the aspect ratio, which a
 /// fixed-grid ViT or Swin cannot take, so they are refused rather than guessed.)
-fn parse_size(v: &Value) -> Result<(u32, u32), String> {
+fn parse_size(v: &Value) -> Result<(u32, u32), Invalid> {
     let dim = |v: &Value| v.as_u64().filter(|&n| n > 0 && n < 1 << 16).map(|n| n as u32);
     let parsed = match v {
         Value::Number(_) => dim(v).map(|n| (n, n)),
         Value::Array(a) if a.len() == 2 => dim(&a[0]).zip(dim(&a[1])),
         Value::Object(o) => match (o.get("height"), o.get("width")) {
             (Some(h), Some(w)) => dim(h).zip(dim(w)),
-            _ => {
-                return Err(format!(
-                    "size {v} is not supported: give {{\"height\": H, \"width\": W}} (shortest_edge resizing keeps \
-                     the aspect ratio, which a fixed-size model cannot take)"
-                ));
-            }
+            _ => return Err(Invalid::ShortestEdge(v.clone())),
         },
         _ => None,
     };
-    parsed.ok_or_else(|| format!("size {v} is not a positive integer, [height, width] or {{height, width}}"))
+    parsed.ok_or_else(|| Invalid::Size(v.clone()))
 }
 
-fn floats(v: Option<&Value>, default: f32) -> Result<Vec<f32>, String> {
+fn floats(v: Option<&Value>, default: f32) -> Result<Vec<f32>, Invalid> {
     match v {
         None | Some(Value::Null) => Ok(vec![default; 3]),
         Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(default as f64) as f32]),
         Some(Value::Array(a)) => {
-            a.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| format!("{x} is not a number"))).collect()
+            a.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| Invalid::NotANumber(x.clone()))).collect()
         }
-        Some(v) => Err(format!("expected a list of numbers, got {v}")),
+        Some(v) => Err(Invalid::NotNumbers(v.clone())),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::sync::Once;
 
+use torchlight_cli::Device;
+
 static CUDA_INIT: Once = Once::new();
 
 /// Loads `libtorch_cuda.so` so that tch sees CUDA. Rust links with `--as-needed`, which drops the CUDA
@@ -38,7 +40,7 @@ pub fn ensure_passive_openmp() {
     }
     // exec replaces this process (same pid, so signals and `kill` reach the new image); it returns only on error.
     let err = cmd.args(args).env("OMP_WAIT_POLICY", "PASSIVE").exec();
-    eprintln!("warning: could not restart with OMP_WAIT_POLICY=PASSIVE ({err}); libtorch may run slower");
+    torchlight_cli::eoutln!("warning: could not restart with OMP_WAIT_POLICY=PASSIVE ({err}); libtorch may run slower");
 }
 
 /// The libtorch version this binary runs against: read beside the libtorch_cpu.so actually mapped into the
@@ -79,27 +81,26 @@ pub fn devices() -> Devices {
     }
 }
 
-/// Parses `auto | cpu | cuda | cuda:N` into a tch device; `auto` picks CUDA when libtorch sees it.
-pub fn parse_device(s: &str) -> Result<tch::Device, String> {
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "device {asked} asked for, but libtorch sees {count} CUDA device(s); on a GPU box install the CUDA libtorch \
+     with `.ci/setup --cuda`, or use --device cpu"
+)]
+pub struct NoSuchDevice {
+    pub asked: Device,
+    pub count: usize,
+}
+
+/// The tch device for `--device`; `auto` picks CUDA when libtorch sees it.
+pub fn parse_device(device: Device) -> Result<tch::Device, NoSuchDevice> {
     init();
-    match s {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        _ => {
-            let n = match s.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => rest
-                    .strip_prefix(':')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| format!("unknown device '{s}': use auto, cpu, cuda or cuda:N"))?,
-                None => return Err(format!("unknown device '{s}': use auto, cpu, cuda or cuda:N")),
-            };
+    match device {
+        Device::Auto => Ok(tch::Device::cuda_if_available()),
+        Device::Cpu => Ok(tch::Device::Cpu),
+        Device::Cuda(n) => {
             let count = tch::Cuda::device_count().max(0) as usize;
             if n >= count {
-                return Err(format!(
-                    "device '{s}' asked for, but libtorch sees {count} CUDA device(s); \
-                     on a GPU box install the CUDA libtorch with `.ci/setup --cuda`, or use --device cpu"
-                ));
+                return Err(NoSuchDevice { asked: device, count });
             }
             Ok(tch::Device::Cuda(n))
         }

@@ -283,8 +283,9 @@ fn analyze_command_prints_a_summary_and_refuses_a_second_writer() {
     assert!(stdout.contains("top outliers") && stdout.contains("arroy recall@10"), "{stdout}");
     let _lock = store.lock_writer("ingest").unwrap();
     let out = std::process::Command::new(bin).args(["analyze", "--store"]).arg(dir.path()).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("busy"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("busy") && stderr.contains("torchlight ingest"), "{stderr}");
 }
 
 #[test]

@@ -69,16 +69,21 @@ fn model(name: &str, weights: &str, head: bool) -> SpaceModel {
             let mut probs = Vec::new();
             for x in batch.chunks(5) {
                 emb.extend_from_slice(&[x[0] + x[3], x[1] - x[4], x[2] * 0.5, x[0] * x[1] / 255.0]);
-                let p = 1.0 / (1.0 + (-(x[0] - x[1]) / 50.0).exp());
-                probs.extend_from_slice(&[p, 1.0 - p]);
+                probs.extend_from_slice(&head_probs(x));
             }
             Ok((emb, head.then_some(probs)))
         }),
     }
 }
 
+/// The test head's two probabilities for one prepared input.
+fn head_probs(x: &[f32]) -> [f32; 2] {
+    let p = 1.0 / (1.0 + (-(x[0] - x[1]) / 50.0).exp());
+    [p, 1.0 - p]
+}
+
 fn opts(spec: &str, limit: Option<usize>, batch: usize) -> IngestOptions {
-    IngestOptions { source_spec: spec.into(), limit, batch_size: batch, threads: 2, progress: false }
+    IngestOptions { source_spec: spec.into(), limit, batch_size: batch, threads: 2, progress: false, stop: || false }
 }
 
 fn open(dir: &Path) -> Box<dyn Source> {
@@ -184,7 +189,7 @@ fn dense_ids_skips_thumbnails_embeddings_and_probs() {
     assert_eq!(e, vec![x[0] + x[3], x[1] - x[4], x[2] * 0.5, x[0] * x[1] / 255.0]);
     assert_eq!(store.embedding_count(&rtxn, ft.index).unwrap(), 27);
     let p = store.probs(&rtxn, ft.index, 5).unwrap().unwrap();
-    assert!((p[0] + p[1] - 1.0).abs() < 1e-6);
+    assert_eq!(p, head_probs(&x), "the stored probabilities are the head's for item 5");
     let fd = store.space(&rtxn, "foundation").unwrap().unwrap();
     assert!(store.probs(&rtxn, fd.index, 5).unwrap().is_none(), "no head, no probabilities");
     assert_eq!(store.cursor(&rtxn, "records").unwrap(), 29);
@@ -323,7 +328,7 @@ fn precomputed_embeddings_per_item_or_per_record() {
     // One row per item.
     let per_item = tmp.path().join("items.npy");
     let vals = write_npy(&per_item, 27, 3, false);
-    let sp = ingest::import_embeddings(&store, src.as_ref(), "mine", &per_item, None).unwrap();
+    let sp = ingest::import_embeddings(&store, src.as_ref(), "mine", &per_item, None, || false).unwrap();
     assert_eq!((sp.dim, sp.model.kind.as_str()), (3, "precomputed"));
     let rtxn = store.read_txn().unwrap();
     assert_eq!(store.embedding(&rtxn, sp.index, 26).unwrap().unwrap(), &vals[78..81]);
@@ -332,7 +337,7 @@ fn precomputed_embeddings_per_item_or_per_record() {
     // One row per record (29, float64): the rows of the two skipped records are dropped.
     let per_record = tmp.path().join("records.npy");
     let vals = write_npy(&per_record, 29, 2, true);
-    let sp = ingest::import_embeddings(&store, src.as_ref(), "rec", &per_record, None).unwrap();
+    let sp = ingest::import_embeddings(&store, src.as_ref(), "rec", &per_record, None, || false).unwrap();
     let rtxn = store.read_txn().unwrap();
     // Record 12 is class1/03.png = item 12; record 13 is the corrupt 03b.png; item 13 is record 14.
     assert_eq!(store.embedding(&rtxn, sp.index, 12).unwrap().unwrap(), &vals[24..26]);
@@ -345,7 +350,7 @@ fn precomputed_embeddings_per_item_or_per_record() {
 
     let wrong = tmp.path().join("wrong.npy");
     write_npy(&wrong, 10, 3, false);
-    let err = ingest::import_embeddings(&store, src.as_ref(), "bad", &wrong, None).err().unwrap().to_string();
+    let err = ingest::import_embeddings(&store, src.as_ref(), "bad", &wrong, None, || false).err().unwrap().to_string();
     assert!(err.contains("10 rows") && err.contains("27 items") && err.contains("29 source records"), "{err}");
     let rtxn = store.read_txn().unwrap();
     assert!(store.space(&rtxn, "bad").unwrap().is_none(), "nothing written");
@@ -355,7 +360,8 @@ fn precomputed_embeddings_per_item_or_per_record() {
     write_npy(&short, 27, 3, false);
     let bytes = std::fs::read(&short).unwrap();
     std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
-    let err = ingest::import_embeddings(&store, src.as_ref(), "short", &short, None).err().unwrap().to_string();
+    let err =
+        ingest::import_embeddings(&store, src.as_ref(), "short", &short, None, || false).err().unwrap().to_string();
     assert!(err.contains("short.npy") && err.contains("needs 324"), "{err}");
     assert!(store.space(&store.read_txn().unwrap(), "short").unwrap().is_none(), "nothing written");
     // A FIFO named like an embeddings file is refused without blocking on it.
@@ -363,10 +369,11 @@ fn precomputed_embeddings_per_item_or_per_record() {
     let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
-    let err = ingest::import_embeddings(&store, src.as_ref(), "fifo", &fifo, None).err().unwrap().to_string();
+    let err = ingest::import_embeddings(&store, src.as_ref(), "fifo", &fifo, None, || false).err().unwrap().to_string();
     assert!(err.contains("fifo.npy") && err.contains("FIFO"), "{err}");
     // Another file under an existing name is refused.
-    let err = ingest::import_embeddings(&store, src.as_ref(), "mine", &per_record, None).err().unwrap().to_string();
+    let err =
+        ingest::import_embeddings(&store, src.as_ref(), "mine", &per_record, None, || false).err().unwrap().to_string();
     assert!(err.contains("space mine"), "{err}");
 }
 
@@ -421,12 +428,13 @@ fn embedded(summary: &str, space: &str) -> u64 {
     line[prefix.len()..].split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// kill -9 of an ingest with two real models (the demo's MNIST CNN, TorchScript, and a tiny ViT with a head,
-/// different preprocessing) on real digits, in the middle of the embedding: the rerun of the same command embeds
-/// exactly the items the killed run had not committed, and the store (items, thumbnails, embeddings bit for bit,
-/// probabilities, analysis columns) equals that of an uninterrupted run.
+/// kill -9, SIGINT and SIGTERM of an ingest with two real models (the demo's MNIST CNN, TorchScript, and a tiny
+/// ViT with a head, different preprocessing) on real digits, in the middle of the embedding: SIGINT and SIGTERM
+/// stop at the next commit with one line saying what was kept and exit 130 / 143; after each, the rerun of the
+/// same command embeds exactly the items not yet committed, and the store (items, thumbnails, embeddings bit for
+/// bit, probabilities, analysis columns) equals that of an uninterrupted run.
 #[test]
-fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
+fn stopped_mid_run_by_kill_9_sigint_or_sigterm_then_rerun_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let assets = demo_assets();
     let images = assets.join("mnist-digits-images-idx3-ubyte.gz");
@@ -453,56 +461,68 @@ fn kill_9_mid_run_then_rerun_equals_an_uninterrupted_run() {
     let full_dir = tmp.path().join("full");
     let out = run(&full_dir);
     assert_eq!((embedded(&out, "foundation"), embedded(&out, "finetuned")), (n, n), "{out}");
-
-    let killed_dir = tmp.path().join("killed");
-    let mut child = cli(&args(&killed_dir).iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait for some committed chunks, then kill -9 in the middle of the embedding.
-    let started = std::time::Instant::now();
-    while !killed_dir.join("data.mdb").exists() {
-        assert!(started.elapsed().as_secs() < 60, "the ingest never created its store");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let store = Store::open(&killed_dir).unwrap();
-    loop {
-        let done = store.cursor(&store.read_txn().unwrap(), "records").unwrap();
-        if done >= 192 {
-            break;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the ingest ended before it could be killed");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // What the killed run committed: items, both spaces' embeddings and all cursors went in together.
-    let at_kill = {
-        let rtxn = store.read_txn().unwrap();
-        let records = store.cursor(&rtxn, "records").unwrap();
-        assert!(records < n, "killed after the end ({records}): make the dataset bigger");
-        assert_eq!(u64::from(store.item_count(&rtxn).unwrap()), records, "items and records cursor together");
-        for s in store.spaces(&rtxn).unwrap() {
-            assert_eq!(store.cursor(&rtxn, &format!("space/{}", s.name)).unwrap(), records, "{}", s.name);
-            assert_eq!(store.cursor(&rtxn, &format!("space/{}/items", s.name)).unwrap(), records, "{}", s.name);
-            assert_eq!(u64::from(store.embedding_count(&rtxn, s.index).unwrap()), records, "{}", s.name);
-        }
-        records
-    };
-
-    // The rerun embeds only what was missing: nothing committed before the kill goes through a model again.
-    let out = run(&killed_dir);
-    assert!(
-        out.contains(&format!("ingested {} new items ({n} in the store)", n - at_kill)),
-        "killed at {at_kill}: {out}"
-    );
-    for space in ["foundation", "finetuned"] {
-        assert_eq!(embedded(&out, space), n - at_kill, "{space}, killed at {at_kill}: {out}");
-    }
     let full = Store::open(&full_dir).unwrap();
-    assert_eq!(dump(&store), dump(&full));
-    assert_eq!(dump_columns(&store), dump_columns(&full));
+
+    for signal in [libc::SIGKILL, libc::SIGINT, libc::SIGTERM] {
+        let dir = tmp.path().join(format!("stopped-{signal}"));
+        let mut child = cli(&args(&dir).iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for some committed chunks, then the signal in the middle of the embedding.
+        let started = std::time::Instant::now();
+        while !dir.join("data.mdb").exists() {
+            assert!(started.elapsed().as_secs() < 60, "the ingest never created its store");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let store = Store::open(&dir).unwrap();
+        while store.cursor(&store.read_txn().unwrap(), "records").unwrap() < 192 {
+            assert!(child.try_wait().unwrap().is_none(), "the ingest ended before it could be stopped");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SAFETY: a plain syscall on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // What the stopped run committed: items, both spaces' embeddings and all cursors went in together.
+        let at_stop = {
+            let rtxn = store.read_txn().unwrap();
+            let records = store.cursor(&rtxn, "records").unwrap();
+            assert!(records < n, "stopped after the end ({records}): make the dataset bigger");
+            assert_eq!(u64::from(store.item_count(&rtxn).unwrap()), records, "items and records cursor together");
+            for s in store.spaces(&rtxn).unwrap() {
+                assert_eq!(store.cursor(&rtxn, &format!("space/{}", s.name)).unwrap(), records, "{}", s.name);
+                assert_eq!(store.cursor(&rtxn, &format!("space/{}/items", s.name)).unwrap(), records, "{}", s.name);
+                assert_eq!(u64::from(store.embedding_count(&rtxn, s.index).unwrap()), records, "{}", s.name);
+            }
+            records
+        };
+        if signal == libc::SIGKILL {
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(libc::SIGKILL));
+        } else {
+            assert_eq!(out.status.code(), Some(128 + signal), "{stderr}");
+            let last = stderr.trim_end().lines().last().unwrap_or_default();
+            let want = format!(
+                "interrupted: {at_stop} items committed in {}; rerun the same command to resume",
+                dir.display()
+            );
+            assert_eq!(last, want, "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+
+        // The rerun embeds only what was missing: nothing committed before the stop goes through a model again.
+        let out = run(&dir);
+        assert!(
+            out.contains(&format!("ingested {} new items ({n} in the store)", n - at_stop)),
+            "signal {signal} at {at_stop}: {out}"
+        );
+        for space in ["foundation", "finetuned"] {
+            assert_eq!(embedded(&out, space), n - at_stop, "{space}, signal {signal} at {at_stop}: {out}");
+        }
+        assert_eq!(dump(&store), dump(&full), "signal {signal}");
+        assert_eq!(dump_columns(&store), dump_columns(&full), "signal {signal}");
+    }
 }
 
 #[test]
@@ -516,8 +536,8 @@ fn a_second_ingest_into_a_busy_store_is_refused() {
     let out = cli(&["ingest", data.to_str().unwrap(), "--store", store_dir.to_str().unwrap(), "--no-analyze"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("busy") && err.contains("torchlight ingest"), "{err}");
     assert_eq!(store.item_count(&store.read_txn().unwrap()).unwrap(), 0);
 }
@@ -560,8 +580,8 @@ fn cli_imports_npy_embeddings_then_runs_the_analysis() {
     ])
     .output()
     .unwrap();
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("59 rows") && err.contains("60 items"), "{err}");
 }
 

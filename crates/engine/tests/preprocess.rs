@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use torchlight_engine::preprocess::{PreprocessConfig, Resample, preprocess};
+use torchlight_engine::preprocess::{Invalid, PreprocessConfig, Resample, preprocess};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
@@ -67,9 +67,10 @@ fn reads_legacy_and_current_processor_configs() {
 
     let v = serde_json::json!({"size": {"shortest_edge": 224}});
     let err = PreprocessConfig::from_hf_value(&v).unwrap_err();
-    assert!(err.contains("shortest_edge"), "{err}");
+    assert!(matches!(err, Invalid::ShortestEdge(_)) && err.to_string().contains("shortest_edge"), "{err}");
     let v = serde_json::json!({"size": 8, "resample": 9});
-    assert!(PreprocessConfig::from_hf_value(&v).unwrap_err().contains("resample"));
+    let err = PreprocessConfig::from_hf_value(&v).unwrap_err();
+    assert!(matches!(err, Invalid::ResampleCode(_)) && err.to_string().contains("resample"), "{err}");
     let v = serde_json::json!({"size": 8, "do_normalize": false, "do_rescale": false});
     let c = PreprocessConfig::from_hf_value(&v).unwrap();
     assert!(c.std.is_empty() && c.rescale_factor.is_none());

@@ -77,11 +77,11 @@ fn image_folder_sorted_classes_files_and_unreadable_images() {
     assert_eq!(labels, [0, 0, 0, 0, 1, 1, 1, 1, 1].map(Some).to_vec());
     let d = recs[1].decode().unwrap();
     assert_eq!((d.image.width(), d.image.height()), (11, 8));
-    let broken = recs[2].decode().err().unwrap();
+    let broken = recs[2].decode().err().unwrap().to_string();
     assert!(broken.contains("not an image format"), "{broken}");
-    let truncated = recs[3].decode().err().unwrap();
+    let truncated = recs[3].decode().err().unwrap().to_string();
     assert!(truncated.contains("decode failed"), "{truncated}");
-    let empty = recs[7].decode().err().unwrap();
+    let empty = recs[7].decode().err().unwrap().to_string();
     assert!(empty.contains("empty file"), "{empty}");
     // Resume from any position gives the same records.
     let tail = all(src.as_ref(), 5);
@@ -258,7 +258,7 @@ fn csv_manifest_relative_paths_and_text_labels() {
     let recs = all(src.as_ref(), 0);
     assert_eq!(recs.iter().map(|r| r.label).collect::<Vec<_>>(), vec![Some(1), Some(0), Some(1), None]);
     assert_eq!(recs[0].decode().unwrap().image.width(), 5);
-    let missing = recs[2].decode().err().unwrap();
+    let missing = recs[2].decode().err().unwrap().to_string();
     assert!(missing.contains("cannot read file"), "{missing}");
     // Integer labels stay as they are; columns can be named.
     std::fs::write(dir.join("ints.csv"), "file,y\nimgs/a.png,7\nimgs/b.png,3\n").unwrap();
@@ -293,9 +293,9 @@ fn parquet_hf_layout_with_class_names_and_row_groups() {
         let d = recs[i].decode().unwrap();
         assert_eq!((d.image.width(), d.image.height()), (8 + i as u32, 6 + i as u32));
     }
-    let corrupt = recs[5].decode().err().unwrap();
+    let corrupt = recs[5].decode().err().unwrap().to_string();
     assert!(corrupt.contains("decode failed"), "{corrupt}");
-    let null = recs[6].decode().err().unwrap();
+    let null = recs[6].decode().err().unwrap().to_string();
     assert!(null.contains("null"), "{null}");
     // Row groups hold 3 rows: start inside the second and at the last.
     for start in [4usize, 7] {
@@ -384,17 +384,17 @@ fn npy_float32_float64_and_fortran_order() {
     // Column-major: [[1, 3, 5], [2, 4, 6]] stored as 1 2 3 4 5 6.
     let m = embeddings::parse_npy(npy_bytes("<f4", "(2, 3)", true, &f4)).unwrap();
     assert_eq!(m.data, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
-    let err = embeddings::parse_npy(npy_bytes("<i8", "(2, 3)", false, &f8)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<i8", "(2, 3)", false, &f8)).unwrap_err().to_string();
     assert!(err.contains("float32 or float64"), "{err}");
-    let err = embeddings::parse_npy(npy_bytes("<f4", "(6,)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(6,)", false, &f4)).unwrap_err().to_string();
     assert!(err.contains("2-D"), "{err}");
-    let err = embeddings::parse_npy(npy_bytes("<f4", "(3, 3)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(3, 3)", false, &f4)).unwrap_err().to_string();
     assert!(err.contains("needs 36"), "{err}");
     // Big-endian, as numpy writes with dtype '>f4'.
     let be: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
     assert_eq!(embeddings::parse_npy(npy_bytes(">f4", "(2, 3)", false, &be)).unwrap().data, vals);
     // A forged shape is refused from the header, before any allocation.
-    let err = embeddings::parse_npy(npy_bytes("<f4", "(4611686018427387904, 4)", false, &f4)).unwrap_err();
+    let err = embeddings::parse_npy(npy_bytes("<f4", "(4611686018427387904, 4)", false, &f4)).unwrap_err().to_string();
     assert!(err.contains("overflows"), "{err}");
     // 3-D column-major through the general reader: element (i, j, k) of shape (2, 2, 2) stored at i + 2j + 4k.
     let a = torchlight_store::npy::parse(npy_bytes(
@@ -412,6 +412,6 @@ fn parquet_list_column_embeddings() {
     let m = embeddings::read(&fixture("embeddings.parquet"), None).unwrap();
     assert_eq!((m.rows, m.cols), (4, 3));
     assert_eq!(&m.data[3..6], &[1.0, 1.5, -1.0]);
-    let err = embeddings::read(&fixture("embeddings.parquet"), Some("id")).unwrap_err();
+    let err = embeddings::read(&fixture("embeddings.parquet"), Some("id")).unwrap_err().to_string();
     assert!(err.contains("no list column id"), "{err}");
 }

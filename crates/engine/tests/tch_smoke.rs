@@ -11,10 +11,14 @@ fn matmul_on_cpu() {
 
 #[test]
 fn device_parsing() {
-    assert_eq!(torchlight_engine::runtime::parse_device("cpu").unwrap(), tch::Device::Cpu);
-    assert!(torchlight_engine::runtime::parse_device("gpu").is_err());
-    if tch::Cuda::device_count() == 0 {
-        let err = torchlight_engine::runtime::parse_device("cuda:0").unwrap_err();
-        assert!(err.contains("--cuda"), "{err}");
-    }
+    use torchlight_cli::Device;
+    use torchlight_engine::runtime::parse_device;
+    assert_eq!("cuda:3".parse::<Device>(), Ok(Device::Cuda(3)));
+    assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda(0)));
+    assert!("gpu".parse::<Device>().is_err());
+    assert!("cuda:x".parse::<Device>().is_err());
+    assert_eq!(parse_device("cpu".parse().unwrap()).unwrap(), tch::Device::Cpu);
+    let count = tch::Cuda::device_count() as usize;
+    let err = parse_device(Device::Cuda(count)).unwrap_err().to_string();
+    assert!(err.contains(&format!("sees {count} CUDA device(s)")) && err.contains("--cuda"), "{err}");
 }

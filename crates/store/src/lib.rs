@@ -46,6 +46,8 @@ const LOCK_FILE: &str = "ingest.lock";
 pub enum StoreError {
     #[error("no torchlight store at {0}: run `torchlight ingest SOURCE --store {0}` first")]
     Missing(PathBuf),
+    #[error("{0} is not a store directory (it is a file): give --store a directory; ingest creates a new one")]
+    NotADirectory(PathBuf),
     #[error(
         "the store at {dir} has schema version {found}, this torchlight reads version {expected}: \
          re-ingest into a new store directory, or use the torchlight version that wrote it"
@@ -105,6 +107,14 @@ struct Dbs {
     columns: Database<'static, Str, Bytes>,
     tags: Database<'static, U32<BigEndian>, SerdeBincode<Tag>>,
     ann: arroy::Database<'static, arroy::distances::Cosine>,
+}
+
+/// A path that exists but is no directory (a file, `/dev/null`) is refused before anything reads or writes it.
+fn refuse_non_directory(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::NotADirectory(dir.to_path_buf())),
+        _ => Ok(()),
+    }
 }
 
 /// An open store. Cheap to share by reference across threads; each thread opens its own read transaction.
@@ -250,6 +260,7 @@ fn f32_le(values: &[f32]) -> Vec<u8> {
 impl Store {
     /// Opens the store at `dir`, creating the directory and an empty store when there is none.
     pub fn create_or_open(dir: &Path) -> Result<Store> {
+        refuse_non_directory(dir)?;
         fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io { what: format!("creating store directory {}", dir.display()), source: e })?;
         Store::open_env(dir)
@@ -259,6 +270,7 @@ impl Store {
     /// A store on read-only media or in a directory the user may not write opens read-only: browsing,
     /// `info` and `export` work, and any write fails with `StoreError::ReadOnly`.
     pub fn open(dir: &Path) -> Result<Store> {
+        refuse_non_directory(dir)?;
         if !dir.join("data.mdb").exists() {
             return Err(StoreError::Missing(dir.to_path_buf()));
         }

@@ -1,28 +1,28 @@
-//! Store safety on hostile file systems: a full disk and a read-only mount. Both need a private tmpfs, so
-//! they run as root (CI does) and say they skipped otherwise.
+//! Store safety on hostile file systems: a full disk and a read-only mount, each on a tmpfs of its own (mounted
+//! as root, or inside a user + mount namespace where a plain container may not mount).
 
 use std::path::Path;
 use std::process::Command;
 
 use torchlight_store::{Item, Store, StoreError, Tag, TagKind};
 
+/// Set in the child this test binary starts inside a user + mount namespace.
+const IN_NAMESPACE: &str = "TORCHLIGHT_TEST_IN_MOUNT_NAMESPACE";
+
 struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
+    fn try_mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().ok()?;
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-            return None;
-        }
-        Some(Tmpfs { dir })
+        ok.then_some(Tmpfs { dir })
     }
 
     fn path(&self) -> &Path {
@@ -41,13 +41,56 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Runs `body` on a fresh tmpfs of `size`: mounted here when this process may mount (root), else in a child of
+/// this test binary inside a user + mount namespace (`unshare --user --map-root-user --mount`), where an
+/// unprivileged process may mount a tmpfs. Where neither works the test says so loudly, and fails under CI=true.
+fn with_tmpfs(test: &str, size: &str, body: impl FnOnce(&Tmpfs)) {
+    if let Some(fs) = Tmpfs::try_mount(size) {
+        body(&fs);
+        if std::env::var_os(IN_NAMESPACE).is_some() {
+            println!("ran {test} on a tmpfs in a user + mount namespace");
+        }
+        return;
+    }
+    assert!(std::env::var_os(IN_NAMESPACE).is_none(), "{test}: cannot mount a tmpfs even inside the namespace");
+    let child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(IN_NAMESPACE, "1")
+        .output();
+    match child {
+        // The test binary started inside the namespace: its result is the test's.
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("running 1 test") => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{test} in a namespace:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                stdout.contains(&format!("ran {test} on a tmpfs")),
+                "{test} did not run in the namespace:\n{stdout}"
+            );
+        }
+        other => {
+            let why = match other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            let msg = format!("{test} NOT RUN: no tmpfs could be mounted, as root or in a user namespace ({why})");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+            eprintln!("{msg}");
+        }
+    }
+}
+
 fn item(id: u32) -> Item {
     Item { source: format!("image-{id}.png"), label: Some(id % 10), width: 28, height: 28, hash: id as u64 }
 }
 
 #[test]
 fn full_disk_fails_the_commit_and_keeps_what_was_committed() {
-    let Some(fs) = Tmpfs::mount("2m") else { return };
+    with_tmpfs("full_disk_fails_the_commit_and_keeps_what_was_committed", "2m", full_disk);
+}
+
+fn full_disk(fs: &Tmpfs) {
     let dir = fs.path().join("store");
     let store = Store::create_or_open(&dir).unwrap();
     let mut committed = 0u32;
@@ -93,7 +136,10 @@ fn full_disk_fails_the_commit_and_keeps_what_was_committed() {
 
 #[test]
 fn read_only_mount_opens_for_reading_and_refuses_writes_clearly() {
-    let Some(fs) = Tmpfs::mount("8m") else { return };
+    with_tmpfs("read_only_mount_opens_for_reading_and_refuses_writes_clearly", "8m", read_only_mount);
+}
+
+fn read_only_mount(fs: &Tmpfs) {
     let dir = fs.path().join("store");
     {
         let store = Store::create_or_open(&dir).unwrap();

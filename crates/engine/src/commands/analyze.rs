@@ -1,14 +1,14 @@
-use color_eyre::eyre::{Result, eyre};
-
-use crate::analysis::{self, AnalysisParams, Hooks, UmapSettings};
+use color_eyre::eyre::Result;
+use torchlight_cli::{AnalyzeArgs, out};
 use torchlight_store::Store;
 use torchlight_store::ann::AnnParams;
 
-use torchlight_cli::AnalyzeArgs;
+use crate::analysis::{self, AnalysisError, AnalysisParams, Hooks, UmapSettings};
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
-    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
-    let store = Store::open(&args.store.dir()?)?;
+    let device = crate::runtime::parse_device(args.device)?;
+    let dir = args.store.dir()?;
+    let store = Store::open(&dir)?;
     let _lock = store.lock_writer("analyze")?;
     let params = AnalysisParams {
         spaces: args.spaces,
@@ -25,9 +25,24 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         approximate: args.approximate,
         ..AnalysisParams::default()
     };
+    analyze(&store, &params)
+}
+
+/// Runs the analysis with progress on stderr and prints its summary; a signal stops it between spaces'
+/// commits, and the error then says how to finish.
+pub(super) fn analyze(store: &Store, params: &AnalysisParams) -> Result<()> {
     let progress = super::StageProgress::new();
-    let hooks = Hooks { progress: &|stage, done, total| progress.report(stage, done, total), cancel: &|| false };
-    let report = analysis::run(&store, &params, &hooks)?;
-    print!("{}", analysis::summary(&report));
-    Ok(())
+    let report_progress = |stage: &str, done, total| progress.report(stage, done, total);
+    let hooks = Hooks { progress: &report_progress, cancel: &super::stop_requested };
+    match analysis::run(store, params, &hooks) {
+        Ok(report) => {
+            out!("{}", analysis::summary(&report));
+            Ok(())
+        }
+        Err(AnalysisError::Cancelled) => Err(super::interrupted(format!(
+            "the analysis keeps every space it finished; run `torchlight analyze --store {}` to finish it",
+            store.dir().display()
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -4,7 +4,7 @@ use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use crate::demo::{self, DemoFiles, summary};
-use torchlight_cli::{Cli, Command, DemoArgs, exec};
+use torchlight_cli::{Cli, Command, DemoArgs, eoutln, exec, out};
 use torchlight_store::{Store, columns};
 
 /// The demo store: the platform data dir's torchlight/stores/demo (demo-N for --limit N, so a quick run never
@@ -62,7 +62,7 @@ fn progress(dir: &Path, expected: u32) -> Result<Progress> {
 fn run_subcommand(argv: &[String]) -> Result<()> {
     let cli = Cli::try_parse_from(std::iter::once("torchlight".to_string()).chain(argv.iter().cloned()))
         .map_err(|e| eyre!("internal: the demo built an invalid command line {argv:?}: {e}"))?;
-    eprintln!("demo: torchlight {}", argv.join(" "));
+    eoutln!("demo: torchlight {}", argv.join(" "));
     match cli.command {
         Command::Ingest(args) => super::ingest::run(*args),
         Command::Analyze(args) => super::analyze::run(args),
@@ -97,7 +97,7 @@ fn ingest_argv(files: &DemoFiles, store: &Path, device: &str, limit: Option<usiz
 
 pub fn run(args: DemoArgs) -> Result<()> {
     // Fail on a bad --device before minutes of work.
-    crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    crate::runtime::parse_device(args.device)?;
     let assets = match &args.assets_dir {
         Some(dir) => dir.clone(),
         None => demo::default_cache_dir()?,
@@ -108,7 +108,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => default_demo_store(args.limit)?,
     };
     let expected = args.limit.map_or(demo::DIGITS, |n| n.min(demo::DIGITS)) as u32;
-    eprintln!(
+    eoutln!(
         "demo: {} MNIST digits, foundation EfficientNet-Lite0 (ImageNet), fine-tuned MNIST CNN; store {}",
         expected,
         store_dir.display()
@@ -116,10 +116,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let step =
         progress(&store_dir, expected).wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
     if step == Progress::Ingest {
-        run_subcommand(&ingest_argv(&files, &store_dir, &args.device, args.limit)).wrap_err("demo: ingest failed")?;
+        run_subcommand(&ingest_argv(&files, &store_dir, &args.device.to_string(), args.limit))
+            .wrap_err("demo: ingest failed")?;
     }
     if progress(&store_dir, expected)? != Progress::Done {
-        let argv = ["analyze", "--store", &path_arg(&store_dir), "--device", &args.device].map(String::from);
+        let argv =
+            ["analyze", "--store", &path_arg(&store_dir), "--device", &args.device.to_string()].map(String::from);
         run_subcommand(&argv).wrap_err("demo: analysis failed")?;
     }
     if progress(&store_dir, expected)? != Progress::Done {
@@ -131,7 +133,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if args.no_browse {
         let store = Store::open(&store_dir)?;
         let s = summary::summarize(&store, args.top, 50)?;
-        print!("{}", summary::render(&s, args.top));
+        out!("{}", summary::render(&s, args.top));
         Ok(())
     } else {
         // The browser runs in the binary without libtorch, which this process becomes.
@@ -155,7 +157,7 @@ mod tests {
         let argv = ingest_argv(&files, Path::new("/s"), "cpu", Some(100));
         let cli = Cli::try_parse_from(std::iter::once("torchlight".to_string()).chain(argv)).unwrap();
         let Command::Ingest(a) = cli.command else { panic!("not an ingest") };
-        assert_eq!((a.source.as_str(), a.limit, a.device.as_str()), ("/c/i.gz", Some(100), "cpu"));
+        assert_eq!((a.source.as_str(), a.limit, a.device), ("/c/i.gz", Some(100), torchlight_cli::Device::Cpu));
         assert_eq!(a.foundation.as_deref(), Some("/c/f.pt"));
         assert_eq!(a.finetuned.as_deref(), Some("/c/t.pt"));
         assert_eq!(a.store.store.as_deref(), Some(Path::new("/s")));

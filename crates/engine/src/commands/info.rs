@@ -1,23 +1,24 @@
 use color_eyre::eyre::{Result, WrapErr};
-
-use torchlight_cli::InfoArgs;
-use torchlight_store::Store;
+use torchlight_cli::{InfoArgs, out, outln};
+use torchlight_store::{Store, StoreError};
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let d = crate::runtime::devices();
-    println!("libtorch {}", crate::runtime::libtorch_version());
-    println!(
+    outln!("libtorch {}", crate::runtime::libtorch_version());
+    outln!(
         "devices: cpu ({} threads), cuda: {} device(s){}",
         d.cpu_threads,
         d.cuda_count,
         if d.cudnn { ", cudnn" } else { "" }
     );
     let dir = args.store.dir()?;
-    if !dir.join("data.mdb").exists() {
-        println!("store {}: none yet (run `torchlight ingest SOURCE --store {}`)", dir.display(), dir.display());
-        return Ok(());
-    }
-    let store = Store::open(&dir).wrap_err_with(|| format!("opening store {}", dir.display()))?;
-    print!("{}", crate::report::store_summary(&store)?);
+    let store = match Store::open(&dir) {
+        Err(StoreError::Missing(_)) => {
+            outln!("store {}: none yet (run `torchlight ingest SOURCE --store {}`)", dir.display(), dir.display());
+            return Ok(());
+        }
+        opened => opened.wrap_err_with(|| format!("opening store {}", dir.display()))?,
+    };
+    out!("{}", crate::report::store_summary(&store)?);
     Ok(())
 }

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
+use torchlight_cli::{IngestArgs, Precision, eoutln, out, outln};
+use torchlight_store::Store;
 
-use crate::analysis::{self, AnalysisParams, Hooks};
-use crate::ingest::{self, IngestOptions, SpaceModel};
+use crate::analysis::AnalysisParams;
+use crate::ingest::{self, IngestError, IngestOptions, SpaceModel};
 use crate::model::{Embedder, ModelOptions};
 use crate::preprocess::preprocess;
 use crate::source::{self, OpenOptions};
-use torchlight_cli::{IngestArgs, Precision};
-use torchlight_store::Store;
 
 pub fn run(args: IngestArgs) -> Result<()> {
     let open = OpenOptions {
@@ -17,29 +17,42 @@ pub fn run(args: IngestArgs) -> Result<()> {
         label_column: args.label_column.clone(),
         image_column: args.image_column.clone(),
     };
+    // Everything is checked before the store is created or written: the source, the embedding files, the models.
     let source = source::open(&args.source, &open)?;
+    let records = args.limit.map_or(source.info().len, |l| l.min(source.info().len));
+    if records == 0 {
+        return Err(IngestError::NoRecords(args.source.clone()).into());
+    }
     let embeddings = args
         .embeddings
         .iter()
         .map(|e| ingest::parse_embeddings_arg(e).ok_or_else(|| eyre!("--embeddings {e}: expected NAME=FILE")))
         .collect::<Result<Vec<_>>>()?;
-    for (_, file, _) in &embeddings {
-        if !file.is_file() {
-            return Err(eyre!("--embeddings: {} is not a file", file.display()));
-        }
+    for (_, file, column) in &embeddings {
+        ingest::check_embeddings_file(file, column.as_deref(), source.info().len)?;
     }
     let models = load_models(&args)?;
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if args.threads.is_some() {
-        // The same budget for libtorch's own CPU threads (the model forward).
-        tch::set_num_threads(threads as i32);
-    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match args.threads {
+        None => cores,
+        Some(asked) => {
+            // More threads than this only add memory and contention: each holds decoded images in flight.
+            let most = 4 * cores;
+            if asked > most {
+                eoutln!("warning: --threads {asked} lowered to {most} (4 per core on this machine)");
+            }
+            let threads = asked.min(most);
+            // The same budget for libtorch's own CPU threads (the model forward).
+            tch::set_num_threads(threads as i32);
+            threads
+        }
+    };
 
     let dir = args.store.dir()?;
     let store = Store::create_or_open(&dir)?;
     let _lock = store.lock_writer("ingest")?;
     let info = source.info();
-    eprintln!(
+    eoutln!(
         "{} ({}, {} records{}) -> {}",
         args.source,
         info.format,
@@ -53,23 +66,37 @@ pub fn run(args: IngestArgs) -> Result<()> {
         batch_size: args.batch_size,
         threads,
         progress: true,
+        stop: super::stop_requested,
     };
-    let summary = ingest::run(&store, source.as_ref(), models, &opts)?;
-    print!("{}", ingest::format_summary(&summary));
+    let stopped = |store: &Store| -> Result<()> {
+        let items = store.read_txn().and_then(|r| store.item_count(&r)).unwrap_or(0);
+        Err(super::interrupted(format!(
+            "{items} items committed in {}; rerun the same command to resume",
+            store.dir().display()
+        )))
+    };
+    let summary = match ingest::run(&store, source.as_ref(), models, &opts) {
+        Err(IngestError::Interrupted) => return stopped(&store),
+        other => other?,
+    };
+    out!("{}", ingest::format_summary(&summary));
     for (name, file, column) in &embeddings {
-        let space = ingest::import_embeddings(&store, source.as_ref(), name, file, column.as_deref())?;
-        println!("space {name}: {} x {} imported from {}", summary.items, space.dim, file.display());
+        let space = match ingest::import_embeddings(&store, source.as_ref(), name, file, column.as_deref(), opts.stop) {
+            Err(IngestError::Interrupted) => return stopped(&store),
+            other => other?,
+        };
+        outln!("space {name}: {} x {} imported from {}", summary.items, space.dim, file.display());
     }
     let has_spaces = {
         let rtxn = store.read_txn()?;
         !store.spaces(&rtxn)?.is_empty()
     };
     if args.no_analyze {
-        println!("analysis skipped (--no-analyze): run `torchlight analyze --store {}`", dir.display());
+        outln!("analysis skipped (--no-analyze): run `torchlight analyze --store {}`", dir.display());
     } else if !has_spaces {
-        println!("no embedding space to analyse (no model, no --embeddings): items and thumbnails only");
+        outln!("no embedding space to analyse (no model, no --embeddings): items and thumbnails only");
     } else if !summary.complete {
-        println!(
+        outln!(
             "ingest not complete (--limit or spaces behind): run `torchlight analyze --store {}` when you want scores",
             dir.display()
         );
@@ -80,15 +107,10 @@ pub fn run(args: IngestArgs) -> Result<()> {
     Ok(())
 }
 
-/// The analysis with its defaults on the ingest's device; progress on stderr.
+/// The analysis with its defaults on the ingest's device.
 fn analyze(store: &Store, args: &IngestArgs) -> Result<()> {
-    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
-    let params = AnalysisParams { device, ..AnalysisParams::default() };
-    let progress = super::StageProgress::new();
-    let hooks = Hooks { progress: &|stage, done, total| progress.report(stage, done, total), cancel: &|| false };
-    let report = analysis::run(store, &params, &hooks)?;
-    print!("{}", analysis::summary(&report));
-    Ok(())
+    let device = crate::runtime::parse_device(args.device)?;
+    super::analyze::analyze(store, &AnalysisParams { device, ..AnalysisParams::default() })
 }
 
 /// The models of `--foundation`, `--finetuned` and `--model NAME=MODEL`, loaded (and so checked) before
@@ -108,7 +130,7 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     if named.is_empty() {
         return Ok(Vec::new());
     }
-    let device = crate::runtime::parse_device(&args.device).map_err(|e| eyre!(e))?;
+    let device = crate::runtime::parse_device(args.device)?;
     let kind = match args.precision {
         Precision::Fp32 => tch::Kind::Float,
         Precision::Fp16 => tch::Kind::Half,
@@ -137,7 +159,7 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
                 prepare_key: format!("{cfg:?}"),
                 prepare: Arc::new(move |img| preprocess(img, &cfg)),
                 embed: Box::new(move |batch, n| {
-                    embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.to_string())
+                    embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.into())
                 }),
             })
         })

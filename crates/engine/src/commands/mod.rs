@@ -6,6 +6,7 @@ mod analyze;
 mod demo;
 mod info;
 mod ingest;
+mod interrupt;
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -14,14 +15,15 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use color_eyre::eyre::Result;
 
-use torchlight_cli::{Cli, Command, errors, exec};
+use torchlight_cli::{Cli, Command, eout, eoutln, errors, exec};
 
 pub fn main() -> Result<()> {
     errors::install()?;
     let cli = Cli::parse();
-    // Before runtime::init: a restarted process would load the CUDA libraries a second time.
     if matches!(cli.command, Command::Ingest(_) | Command::Analyze(_) | Command::Demo(_)) {
+        // Before runtime::init: a restarted process would load the CUDA libraries a second time.
         crate::runtime::ensure_passive_openmp();
+        interrupt::install()?;
     }
     crate::runtime::init();
     match cli.command {
@@ -54,12 +56,24 @@ impl StageProgress {
         if !(new_stage || finished || last.1.elapsed() >= every) {
             return;
         }
+        // On a terminal the line is cleared first (ESC [2K), so a shorter line never shows the end of a longer one.
         match (self.tty, finished) {
-            (true, true) => eprintln!("\r{stage} done ({total})          "),
-            (true, false) => eprint!("\r{stage} {done}/{total}   "),
-            (false, true) => eprintln!("{stage} done ({total})"),
-            (false, false) => eprintln!("{stage} {done}/{total}"),
+            (true, true) => eoutln!("\r\x1b[2K{stage} done ({total})"),
+            (true, false) => eout!("\r\x1b[2K{stage} {done}/{total}"),
+            (false, true) => eoutln!("{stage} done ({total})"),
+            (false, false) => eoutln!("{stage} {done}/{total}"),
         }
         *last = (stage.to_string(), Instant::now());
     }
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP asked the running work to stop (polled between commit points).
+pub(crate) fn stop_requested() -> bool {
+    interrupt::requested().is_some()
+}
+
+/// The error that ends a command stopped by a signal: what was kept, and how to go on.
+pub(crate) fn interrupted(what: String) -> color_eyre::eyre::Report {
+    let signal = interrupt::requested().unwrap_or(libc::SIGINT);
+    color_eyre::eyre::Report::new(errors::Interrupted { signal, what })
 }

@@ -42,15 +42,49 @@ pub enum Activation {
     Silu,
 }
 
+/// What is wrong with a config.json.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing: a Hugging Face model directory has config.json and model.safetensors")]
+    Missing,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("architecture {0} is not supported: torchlight runs {SUPPORTED}, or any TorchScript module (.pt)")]
+    Architecture(String),
+    #[error("config.json has no model_type; torchlight runs ViT and Swin checkpoints")]
+    NoModelType,
+    #[error(
+        "model_type '{0}' is not supported: torchlight runs vit and swin checkpoints ({SUPPORTED}), or any \
+         TorchScript module (.pt)"
+    )]
+    ModelType(String),
+    #[error("hidden_act '{0}' is not supported (gelu, gelu_new, relu, silu are)")]
+    Activation(String),
+    #[error("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
+    Heads { hidden: i64, heads: i64 },
+    #[error("pooler_act '{0}' is not supported (tanh is)")]
+    PoolerAct(String),
+    #[error("depths {depths:?} and num_heads {heads:?} must have the same length")]
+    Depths { depths: Vec<i64>, heads: Vec<i64> },
+    #[error("patch_norm = false is not supported (transformers' Swin always normalises patches)")]
+    PatchNorm,
+    #[error("num_channels {0} is not supported (1 or 3)")]
+    Channels(i64),
+    #[error("id2label key '{0}' is not an integer")]
+    Id2LabelKey(String),
+    #[error("id2label ids are not 0..n-1")]
+    Id2LabelIds,
+}
+
 impl Activation {
-    pub fn parse(name: &str) -> Result<Activation, String> {
+    pub fn parse(name: &str) -> Result<Activation, ConfigError> {
         Ok(match name {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "quick_gelu" => Activation::QuickGelu,
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,
-            other => return Err(format!("hidden_act '{other}' is not supported (gelu, gelu_new, relu, silu are)")),
+            other => return Err(ConfigError::Activation(other.to_string())),
         })
     }
 
@@ -204,60 +238,45 @@ impl HfConfig {
     pub fn read(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let json: Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config { path: path.display().to_string(), what: e.to_string() })?;
+            .map_err(|e| ModelError::Config { path: path.display().to_string(), what: e.into() })?;
         Self::from_value(&json).map_err(|what| ModelError::Config { path: path.display().to_string(), what })
     }
 
-    pub fn from_value(json: &Value) -> Result<Self, String> {
+    pub fn from_value(json: &Value) -> Result<Self, ConfigError> {
         let model_type = json.get("model_type").and_then(Value::as_str).unwrap_or("");
         let architecture = json.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(str::to_string);
         if let Some(a) = &architecture
             && !SUPPORTED.split(", ").any(|s| s == a)
         {
-            return Err(format!(
-                "architecture {a} is not supported: torchlight runs {SUPPORTED}, or any TorchScript module (.pt)"
-            ));
+            return Err(ConfigError::Architecture(a.clone()));
         }
         let arch = match model_type {
             "vit" => {
-                let c: VitConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+                let c: VitConfig = serde_json::from_value(json.clone())?;
                 Activation::parse(&c.hidden_act)?;
                 if c.hidden_size % c.num_attention_heads != 0 {
-                    return Err(format!(
-                        "hidden_size {} is not a multiple of num_attention_heads {}",
-                        c.hidden_size, c.num_attention_heads
-                    ));
+                    return Err(ConfigError::Heads { hidden: c.hidden_size, heads: c.num_attention_heads });
                 }
                 if let Some(act) = c.pooler_act.as_deref()
                     && act != "tanh"
                 {
-                    return Err(format!("pooler_act '{act}' is not supported (tanh is)"));
+                    return Err(ConfigError::PoolerAct(act.to_string()));
                 }
                 Arch::Vit(c)
             }
             "swin" => {
-                let c: SwinConfig = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+                let c: SwinConfig = serde_json::from_value(json.clone())?;
                 Activation::parse(&c.hidden_act)?;
                 if c.depths.is_empty() || c.depths.len() != c.num_heads.len() {
-                    return Err(format!(
-                        "depths {:?} and num_heads {:?} must have the same length",
-                        c.depths, c.num_heads
-                    ));
+                    return Err(ConfigError::Depths { depths: c.depths.clone(), heads: c.num_heads.clone() });
                 }
                 if c.patch_norm == Some(false) || c.path_norm == Some(false) {
-                    return Err(
-                        "patch_norm = false is not supported (transformers' Swin always normalises patches)".into()
-                    );
+                    return Err(ConfigError::PatchNorm);
                 }
                 Arch::Swin(c)
             }
-            "" => return Err("config.json has no model_type; torchlight runs ViT and Swin checkpoints".into()),
-            other => {
-                return Err(format!(
-                    "model_type '{other}' is not supported: torchlight runs vit and swin checkpoints ({SUPPORTED}), \
-                     or any TorchScript module (.pt)"
-                ));
-            }
+            "" => return Err(ConfigError::NoModelType),
+            other => return Err(ConfigError::ModelType(other.to_string())),
         };
         let labels = id2label(json.get("id2label"))?;
         let num_labels = match json.get("num_labels").and_then(Value::as_u64) {
@@ -281,15 +300,15 @@ impl HfConfig {
 }
 
 /// id2label keyed by stringified ids: names in id order; ids must be 0..n-1.
-fn id2label(v: Option<&Value>) -> Result<Vec<String>, String> {
+fn id2label(v: Option<&Value>) -> Result<Vec<String>, ConfigError> {
     let Some(Value::Object(map)) = v else { return Ok(vec![]) };
     let mut by_id = BTreeMap::new();
     for (k, v) in map {
-        let id: usize = k.parse().map_err(|_| format!("id2label key '{k}' is not an integer"))?;
+        let id: usize = k.parse().map_err(|_| ConfigError::Id2LabelKey(k.clone()))?;
         by_id.insert(id, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
     }
     if by_id.keys().enumerate().any(|(i, &id)| i != id) {
-        return Err("id2label ids are not 0..n-1".into());
+        return Err(ConfigError::Id2LabelIds);
     }
     Ok(by_id.into_values().collect())
 }

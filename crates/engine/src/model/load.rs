@@ -89,13 +89,6 @@ impl Weights {
         self.store.borrow().tensors.get(&self.full(name)).map(Tensor::size)
     }
 
-    /// Whether any checkpoint tensor lives under this path.
-    pub fn has_prefix(&self) -> bool {
-        let s = self.store.borrow();
-        let p = format!("{}.", self.prefix);
-        s.tensors.range(p.clone()..).next().is_some_and(|(k, _)| k.starts_with(&p))
-    }
-
     /// The tensor `name` under this path, on the target device and kind. A missing or mis-shaped tensor is
     /// recorded (and a placeholder returned) so that `finish` can list every problem at once.
     pub fn get(&self, name: &str, shape: &[i64]) -> Tensor {

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::hub::{self, HubError, RepoKind};
 use crate::preprocess::{PreprocessConfig, PreprocessError, TorchScriptMeta};
-use config::{Arch, HfConfig};
+use config::{Arch, ConfigError, HfConfig};
 use load::Weights;
 use swin::Swin;
 use torchlight_store::ModelSpec;
@@ -47,7 +47,7 @@ pub enum ModelError {
     #[error("cannot read {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("model config {path}: {what}")]
-    Config { path: String, what: String },
+    Config { path: String, what: ConfigError },
     #[error("model weights {path}: {what}")]
     Weights { path: String, what: String },
     #[error("checkpoint {what} does not match its config.json: {problems}")]
@@ -144,7 +144,7 @@ impl Embedder {
             if !files.config.is_file() {
                 return Err(ModelError::Config {
                     path: files.config.display().to_string(),
-                    what: "missing: a Hugging Face model directory has config.json and model.safetensors".into(),
+                    what: ConfigError::Missing,
                 });
             }
             return Self::load_hf(model, files, opts);
@@ -198,7 +198,7 @@ impl Embedder {
         if channels != 1 && channels != 3 {
             return Err(ModelError::Config {
                 path: files.config.display().to_string(),
-                what: format!("num_channels {channels} is not supported (1 or 3)"),
+                what: ConfigError::Channels(channels),
             });
         }
         pre.channels = channels as u8;

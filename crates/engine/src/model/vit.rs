@@ -133,10 +133,6 @@ impl Vit {
         }
     }
 
-    pub fn has_pooler(&self) -> bool {
-        self.pooler.is_some()
-    }
-
     pub fn pooler_dim(&self) -> Option<i64> {
         self.pooler.as_ref().map(|p| p.weight.size()[0])
     }

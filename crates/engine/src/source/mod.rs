@@ -92,9 +92,32 @@ pub struct Decoded {
     pub hash: u64,
 }
 
+/// Why a record's image cannot be used; the message is the reason kept in the skipped list.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unreadable {
+    #[error("empty file (0 bytes)")]
+    Empty,
+    #[error("not an image format torchlight can decode")]
+    NotAnImage,
+    #[error("{format:?} decode failed: {why}")]
+    Decode { format: image::ImageFormat, why: String },
+    #[error("file is {} MiB, over the {} MiB limit for one image", .0 >> 20, MAX_IMAGE_FILE_BYTES >> 20)]
+    TooBig(u64),
+    /// A FIFO, device, directory or socket where an image file was expected.
+    #[error("{0}, not a regular file: not read")]
+    NotRegular(&'static str),
+    #[error("cannot read file: {0}")]
+    Io(String),
+    #[error("{width}x{height}x{channels} raw pixels do not fit the buffer")]
+    RawSize { width: u32, height: u32, channels: u8 },
+    /// What the dataset reader found wrong with the record itself (a null cell, a missing column).
+    #[error("{0}")]
+    Record(String),
+}
+
 impl Record {
-    /// Reads (for files) and decodes the image. The error is a short reason for the skipped list.
-    pub fn decode(&self) -> Result<Decoded, String> {
+    /// Reads (for files) and decodes the image.
+    pub fn decode(&self) -> Result<Decoded, Unreadable> {
         match &self.payload {
             Payload::Encoded(bytes) => decode_bytes(bytes),
             Payload::File(path) => decode_bytes(&read_image_file(path)?),
@@ -106,10 +129,10 @@ impl Record {
                     3 => image::RgbImage::from_raw(w, h, pixels.clone()).map(DynamicImage::ImageRgb8),
                     _ => None,
                 };
-                let image = image.ok_or_else(|| format!("{w}x{h}x{channels} raw pixels do not fit the buffer"))?;
+                let image = image.ok_or(Unreadable::RawSize { width: w, height: h, channels: *channels })?;
                 Ok(Decoded { image, hash })
             }
-            Payload::Unreadable(why) => Err(why.clone()),
+            Payload::Unreadable(why) => Err(Unreadable::Record(why.clone())),
         }
     }
 }
@@ -145,8 +168,7 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// changes nothing for a regular file), and the file is checked again once open, in case the path changed between.
 /// The error says what the file is instead.
 pub fn open_regular(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
-    let not_regular =
-        |meta: &std::fs::Metadata| std::io::Error::other(format!("{}, not a regular file: not read", file_kind(meta)));
+    let not_regular = |meta: &std::fs::Metadata| std::io::Error::other(Unreadable::NotRegular(file_kind(meta)));
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(not_regular(&meta));
@@ -165,38 +187,35 @@ pub fn open_regular(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
 
 /// Reads an image file whole, for decoding. Only regular files: a FIFO would block the decode thread forever and a
 /// device such as /dev/zero never ends. At most `MAX_IMAGE_FILE_BYTES`, even when the file grows while it is read.
-/// The error is a skip reason.
-pub fn read_image_file(path: &Path) -> Result<Vec<u8>, String> {
-    let too_big = |len: u64| {
-        format!("file is {} MiB, over the {} MiB limit for one image", len >> 20, MAX_IMAGE_FILE_BYTES >> 20)
-    };
-    let (file, meta) = open_regular(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::Other => e.to_string(),
-        _ => format!("cannot read file: {e}"),
-    })?;
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, Unreadable> {
+    let (file, meta) =
+        open_regular(path).map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<Unreadable>()) {
+            Some(why) => why.clone(),
+            None => Unreadable::Io(e.to_string()),
+        })?;
     if meta.len() > MAX_IMAGE_FILE_BYTES {
-        return Err(too_big(meta.len()));
+        return Err(Unreadable::TooBig(meta.len()));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read file: {e}"))?;
+    file.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Unreadable::Io(e.to_string()))?;
     if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
-        return Err(too_big(bytes.len() as u64));
+        return Err(Unreadable::TooBig(bytes.len() as u64));
     }
     Ok(bytes)
 }
 
-fn decode_bytes(bytes: &[u8]) -> Result<Decoded, String> {
+fn decode_bytes(bytes: &[u8]) -> Result<Decoded, Unreadable> {
     if bytes.is_empty() {
-        return Err("empty file (0 bytes)".to_string());
+        return Err(Unreadable::Empty);
     }
-    let format = image::guess_format(bytes).map_err(|_| "not an image format torchlight can decode".to_string())?;
+    let format = image::guess_format(bytes).map_err(|_| Unreadable::NotAnImage)?;
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     // Bounded so that a hostile or broken header cannot ask for gigabytes.
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(1 << 15);
     limits.max_image_height = Some(1 << 15);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| format!("{format:?} decode failed: {e}"))?;
+    let image = reader.decode().map_err(|e| Unreadable::Decode { format, why: e.to_string() })?;
     Ok(Decoded { image, hash: content_hash(bytes) })
 }
 
