@@ -2,8 +2,8 @@
 # Scale: a synthetic N-item, D-dim store (default 1,000,000 x 768), then `torchlight analyze` and the browse
 # bench on it; prints wall time and peak RSS of each step (GNU time). Slow: run by hand.
 #   benches/scale.sh [ITEMS] [DIM]        e.g. benches/scale.sh 100000 768
-# The store comes from the torchlight-synth generator (crates/synth), run through the ignored end-to-end test
-# `reliability::generate_scale_store` (tests/reliability.rs); the browse bench is crates/tui/benches/browse.rs.
+# The store comes from the torchlight-synth generator (crates/synth/examples/generate.rs); the browse bench is
+# crates/tui/benches/browse.rs.
 # Disk: about ITEMS * DIM * 4 * 2 spaces bytes (6.1 GB at 1M x 768). The store is kept in $SCALE_DIR
 # (default $TMPDIR) so a second run skips generation; delete it afterwards.
 set -euo pipefail
@@ -19,7 +19,10 @@ measure() { # label, command...
     shift
     local log
     log=$(mktemp)
-    /usr/bin/time -v "$@" 2> >(tee "$log" >&2)
+    # -o, not a pipe through tee: the figures are read right after, and a process substitution may not have
+    # written them yet.
+    /usr/bin/time -v -o "$log" "$@"
+    cat "$log" >&2
     local wall rss
     wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')
     rss=$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')
@@ -30,11 +33,10 @@ measure() { # label, command...
 
 # Both binaries: `torchlight analyze` hands the work to torchlight-engine beside it.
 cargo build --release
-cargo test --release --test e2e --no-run
+cargo build --release -p torchlight-synth --example generate
 if [ ! -e "$store/scale-complete" ]; then
     rm -rf "$store"
-    measure generate env RELIABILITY_STORE="$store" RELIABILITY_ITEMS="$items" RELIABILITY_DIM="$dim" \
-        cargo test --release --test e2e -- --ignored --exact reliability::generate_scale_store --nocapture
+    measure generate "$target/release/examples/generate" "$store" "$items" "$dim"
     touch "$store/scale-complete"
 fi
 du -sh "$store"
