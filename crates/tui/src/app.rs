@@ -175,7 +175,7 @@ impl App {
             Event::Plot(p) => match self.scatter.plot_ready(p) {
                 Ok(kept) => kept,
                 Err(why) => {
-                    self.message = Some(why);
+                    self.message = Some(format!("pixel scatter: {why}"));
                     true
                 }
             },
@@ -415,7 +415,7 @@ impl App {
     fn set_source_filter(&mut self, text: &str) {
         match self.list.set_source_filter(&self.store, text) {
             Ok(()) => self.rebuild(self.selected()),
-            Err(why) => self.message = Some(why),
+            Err(why) => self.message = Some(why.to_string()),
         }
     }
 
@@ -448,7 +448,7 @@ impl App {
                 if let Some(text) = self.list.filter().source.as_ref().map(|s| s.0.clone())
                     && let Err(why) = self.list.set_source_filter(&self.store, &text)
                 {
-                    self.message = Some(why);
+                    self.message = Some(why.to_string());
                 }
                 self.space = self.space.min(self.data.spaces.len().saturating_sub(1));
                 self.inspector.forget();

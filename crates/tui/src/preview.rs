@@ -126,7 +126,7 @@ pub struct Rendered {
     pub selection: u32,
     pub want: Want,
     /// The picture, or why there is none (no thumbnail stored, undecodable bytes).
-    pub picture: Result<Picture, String>,
+    pub picture: Result<Picture, PictureError>,
 }
 
 /// Draws a picture at the top-left of the area (nothing when it does not fit).
@@ -219,17 +219,32 @@ fn work(store: &Store, picker: &Picker, slot: &Slot<Request>, send: &impl Fn(Ren
     }
 }
 
+/// Why a picture could not be made; shown in its place.
+#[derive(Debug, thiserror::Error)]
+pub enum PictureError {
+    #[error("no thumbnail")]
+    NoThumbnail,
+    #[error(transparent)]
+    Store(#[from] torchlight_store::StoreError),
+    #[error("thumbnail: {0}")]
+    Decode(#[from] image::ImageError),
+    /// ratatui-image's encoder failed (its error type is not Send).
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
 /// Reads, decodes, scales and encodes one thumbnail.
-fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, String> {
+fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, PictureError> {
     let bytes = {
-        let r = store.read_txn().map_err(|e| e.to_string())?;
-        store.thumbnail(&r, want.item).map_err(|e| e.to_string())?.ok_or_else(|| "no thumbnail".to_string())?
+        let r = store.read_txn()?;
+        store.thumbnail(&r, want.item)?.ok_or(PictureError::NoThumbnail)?
     };
-    let img = image::load_from_memory(&bytes).map_err(|e| format!("thumbnail: {e}"))?;
+    let img = image::load_from_memory(&bytes)?;
     // Small images (MNIST's 28 px) keep crisp pixels; photos get a smooth filter.
     let filter = if img.width().max(img.height()) <= 64 { FilterType::Nearest } else { FilterType::Triangle };
     let size = Size::new(want.cells.0, want.cells.1);
-    let protocol = picker.new_protocol(img, size, Resize::Scale(Some(filter))).map_err(|e| e.to_string())?;
+    let protocol =
+        picker.new_protocol(img, size, Resize::Scale(Some(filter))).map_err(|e| PictureError::Encode(e.to_string()))?;
     Ok(Picture { protocol })
 }
 
@@ -237,7 +252,7 @@ fn encode(store: &Store, picker: &Picker, want: Want) -> Result<Picture, String>
 pub struct Plotted {
     pub space: usize,
     pub key: PlotKey,
-    pub picture: Result<Picture, String>,
+    pub picture: Result<Picture, PictureError>,
 }
 
 /// The pixel scatter worker: draws and encodes the scatter panels off the UI thread.
@@ -290,9 +305,10 @@ impl Plotter {
 }
 
 /// Draws and encodes one panel; the image is exactly the plot's cells in pixels, so nothing is rescaled.
-fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, String> {
+fn plot(picker: &Picker, job: &PlotJob) -> Result<Picture, PictureError> {
     let img = image::DynamicImage::ImageRgb8(plot_pixels(job));
     let size = Size::new(job.cells.0, job.cells.1);
-    let protocol = picker.new_protocol(img, size, Resize::Fit(None)).map_err(|e| e.to_string())?;
+    let protocol =
+        picker.new_protocol(img, size, Resize::Fit(None)).map_err(|e| PictureError::Encode(e.to_string()))?;
     Ok(Picture { protocol })
 }

@@ -9,7 +9,7 @@ use torchlight_store::{Item, Store};
 
 use crate::data::{self, Data};
 use crate::layout;
-use crate::preview::{Picture, Rendered, Request, Want, Worker};
+use crate::preview::{Picture, PictureError, Rendered, Request, Want, Worker};
 
 /// The selected item, read from the store when the selection changes.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct Inspector {
     current: Option<Inspect>,
     /// Pictures of the selected item and its neighbours, by item id.
     pictures: HashMap<u32, Picture>,
-    picture_errors: HashMap<u32, String>,
+    picture_errors: HashMap<u32, PictureError>,
     /// None with text-only graphics.
     worker: Option<Worker>,
     last_request: Option<Request>,
@@ -62,8 +62,8 @@ impl Inspector {
     }
 
     /// Why an item has no picture (no thumbnail stored, undecodable bytes), once the worker has said so.
-    pub fn picture_error(&self, id: u32) -> Option<&str> {
-        self.picture_errors.get(&id).map(String::as_str)
+    pub fn picture_error(&self, id: u32) -> Option<&PictureError> {
+        self.picture_errors.get(&id)
     }
 
     /// Forgets the selected item, so that the next `show` reads it again (its neighbours differ per space,

@@ -10,6 +10,15 @@ use torchlight_store::{Store, TagKind};
 use crate::data::{self, Data, NO_LABEL, Sources};
 use crate::filter::{Filter, FlagFilter, Like, SortKey, TagFilter};
 
+/// Why a source filter was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceFilterError {
+    #[error("not a regular expression: {0}")]
+    Regex(#[from] regex::Error),
+    #[error("reading sources: {0}")]
+    Store(#[from] torchlight_store::StoreError),
+}
+
 /// A table row on screen.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -134,14 +143,14 @@ impl ListView {
 
     /// Filters sources by a regular expression (none when `text` is empty), reading every source the first
     /// time. On an error the filter is left as it was.
-    pub fn set_source_filter(&mut self, store: &Store, text: &str) -> Result<(), String> {
+    pub fn set_source_filter(&mut self, store: &Store, text: &str) -> Result<(), SourceFilterError> {
         if text.is_empty() {
             self.filter.source = None;
             return Ok(());
         }
-        let re = Regex::new(text).map_err(|e| format!("not a regular expression: {e}"))?;
+        let re = Regex::new(text)?;
         if self.sources.is_none() {
-            self.sources = Some(data::sources(store).map_err(|e| format!("reading sources: {e}"))?);
+            self.sources = Some(data::sources(store)?);
         }
         self.filter.source = Some((text.to_string(), re));
         Ok(())

@@ -10,7 +10,7 @@ use ratatui::layout::Rect;
 use crate::data::Data;
 use crate::layout;
 use crate::plot::{self, PlotJob, PlotKey, Raster, ScatterView};
-use crate::preview::{Picture, Plotted, Plotter};
+use crate::preview::{Picture, PictureError, Plotted, Plotter};
 use crate::theme::Theme;
 
 /// What the rasters depend on: space, shown set, plot size, zoom and pan bits, side by side.
@@ -157,11 +157,11 @@ impl Scatter {
 
     /// Keeps a pixel scatter from the worker if it was drawn from the current raster: Ok(whether it was
     /// kept), or Err(why it could not be drawn), in which case the braille raster stays.
-    pub fn plot_ready(&mut self, p: Plotted) -> Result<bool, String> {
+    pub fn plot_ready(&mut self, p: Plotted) -> Result<bool, PictureError> {
         if p.key.raster != self.generation {
             return Ok(false); // drawn for a raster that has since changed
         }
-        let picture = p.picture.map_err(|e| format!("pixel scatter: {e}"))?;
+        let picture = p.picture?;
         self.plots.insert(p.space, (p.key, picture));
         Ok(true)
     }

@@ -138,7 +138,7 @@ impl InspectorPanel<'_> {
         let dim = self.theme.dim();
         match (self.inspector.picture(id), self.inspector.picture_error(id)) {
             (Some(p), _) => PictureView(p).render(area, buf),
-            (None, Some(e)) => Paragraph::new(e).wrap(Wrap { trim: true }).style(dim).render(area, buf),
+            (None, Some(e)) => Paragraph::new(e.to_string()).wrap(Wrap { trim: true }).style(dim).render(area, buf),
             (None, None) => {
                 buf.set_stringn(area.x, area.y, "…", area.width as usize, dim);
             }
