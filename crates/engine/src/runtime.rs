@@ -23,9 +23,8 @@ pub fn init() {
 }
 
 /// libgomp (libtorch's OpenMP runtime) keeps its idle threads spinning for a while after every parallel
-/// region. Beside torchlight's own decode and scan threads that spinning takes the cores they need: on 2 cores
-/// an ingest of small images ran 10-20x slower with the default policy than with a passive one. libgomp reads
-/// the policy once, when it is loaded before `main`, so commands that overlap their own threads with libtorch
+/// region. Beside torchlight's own decode and scan threads that spinning takes the cores they need, many times
+/// over on a small machine. libgomp reads the policy once, when it is loaded before `main`, so commands that overlap their own threads with libtorch
 /// re-execute themselves once with `OMP_WAIT_POLICY=PASSIVE`; a policy the user set is left alone.
 pub fn ensure_passive_openmp() {
     use std::os::unix::process::CommandExt;

@@ -530,8 +530,7 @@ impl Store {
     }
 
     /// Dataset label of every item (id order), `NO_LABEL` for none: from the label column when it covers every
-    /// item (one 4 MB read for a million items), else from a scan of the item records (~20x slower, and it
-    /// touches every record page).
+    /// item (one read of 4 bytes per item), else from a scan of the item records (every record page).
     pub fn label_ids(&self, rtxn: &RoTxn) -> Result<Vec<u32>> {
         let n = self.item_count(rtxn)? as usize;
         if let Some(Column::U32 { width: 1, values }) = self.column(rtxn, "", columns::LABEL)?

@@ -53,8 +53,8 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 const IN_MEMORY: u64 = 64 << 20;
 
 /// A parquet file, read from memory when small. The parquet crate reads every page header through a fresh
-/// reader, so from a `File` each header costs a read syscall; a corrupt 3.5 KB file (fuzz/source_parquet) made
-/// it read millions of headers, 27 s of syscalls before its error. From memory that is plain parsing.
+/// reader, so from a `File` each header costs a read syscall, and a small corrupt file can claim millions of
+/// headers. From memory that is plain parsing.
 enum Input {
     Memory(bytes::Bytes),
     File(File),
@@ -125,7 +125,7 @@ fn open_reader_unguarded(path: &Path, metadata_only: bool) -> Result<SerializedF
 }
 
 /// The parquet crate sizes a dictionary from its page header's value count before decoding it, so a corrupt count
-/// (found by fuzz/source_parquet: 25 GB asked for) aborts the process. A plain dictionary's values each take at
+/// can ask for gigabytes and abort the process. A plain dictionary's values each take at
 /// least a known number of bytes, so the count is checked against the page's actual (decompressed) bytes first.
 /// Only the columns under `top_level` are checked: the projected image and label columns, nothing else is decoded.
 fn check_dictionaries<R: ChunkReader + 'static>(
