@@ -8,7 +8,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let out = &args.output;
     if let Some(space) = &args.embeddings {
         let (n, d) = export::export_embeddings(&store, space, out)?;
-        torchlight_cli::outln!("wrote {} ({n} x {d} float32, item-id order)", out.display());
+        torchlight_cli::outln!("wrote {} ({n} x {d}, item-id order)", out.display());
         return Ok(());
     }
     let format = export::TableFormat::from_path(out)?;

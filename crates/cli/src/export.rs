@@ -10,10 +10,11 @@ use crate::StoreArg;
 pub struct ExportArgs {
     #[command(flatten)]
     pub store: StoreArg,
-    /// Output file: .npy with --embeddings; otherwise .csv, .parquet or .jsonl (a row per item).
+    /// Output file: with --embeddings .npy (float32 [N, D]) or .csv; otherwise .csv, .parquet or .jsonl (a row
+    /// per item). Written beside the target and renamed into place, so a failed export leaves no partial file.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Write this space's embeddings as float32 [N, D] .npy in item-id order.
+    /// Write this space's embeddings in item-id order instead of the table.
     #[arg(long, value_name = "SPACE")]
     pub embeddings: Option<String>,
     /// Also write the article's Renumics Spotlight column names.

@@ -1,6 +1,10 @@
-//! `torchlight export`: embeddings as `.npy`, or a per-item table of labels, scores and triage tags as
-//! `.csv`, `.jsonl` or `.parquet` (loads in pandas; `spotlight` adds the column names of the article's
+//! `torchlight export`: embeddings as `.npy` or `.csv`, or a per-item table of labels, scores and triage tags
+//! as `.csv`, `.jsonl` or `.parquet` (loads in pandas; `spotlight` adds the column names of the article's
 //! dataframe so the file opens in Renumics Spotlight the same way).
+//!
+//! Every file is written to a temporary file beside the target and renamed over it once complete and synced:
+//! an export that fails (a full disk, a damaged store) leaves an existing file as it was and no partial one.
+//! Every export holds exactly one row per item, in id order, or fails naming the store.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,12 +29,19 @@ pub enum ExportError {
     Parquet { path: String, source: parquet::errors::ParquetError },
     #[error("writing npy {path}: {source}")]
     Npy { path: String, source: crate::npy::NpyError },
-    #[error("unknown output format for {0}: name the file .csv, .jsonl, .parquet (table) or .npy (with --embeddings)")]
+    #[error("unknown output format for {0}: name the file .csv, .jsonl or .parquet (a table per item)")]
     Format(String),
+    #[error("unknown embeddings format for {0}: name the file .npy (float32 [N, D]) or .csv")]
+    EmbeddingFormat(String),
     #[error("no embedding space named '{name}' (the store has: {have})")]
     NoSpace { name: String, have: String },
     #[error("the store has no items: run `torchlight ingest` first")]
     Empty,
+    #[error(
+        "the store at {dir} is damaged: it counts {items} items but {what} has {rows}; run `torchlight verify \
+         --store {dir}` to see which"
+    )]
+    RowCount { dir: String, items: usize, what: String, rows: usize },
 }
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;
@@ -122,6 +133,7 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     if n == 0 {
         return Err(ExportError::Empty);
     }
+    one_row_per_item(store, &rtxn, "the item table", n)?;
     let names = store.label_names(&rtxn)?;
     let label_name = |l: Option<u32>| l.and_then(|l| names.get(l as usize).cloned());
     let mut t = Table { rows: n, columns: Vec::new() };
@@ -211,9 +223,8 @@ fn spotlight_columns(
     }
     let x = store.embedding_matrix(rtxn, sp)?;
     let d = sp.dim as usize;
-    if x.len() == n * d {
-        t.push(format!("embedding_{long}"), Values::FloatList(x.chunks_exact(d).map(<[f32]>::to_vec).collect()));
-    }
+    one_row_per_item(store, rtxn, &format!("space {}", sp.name), x.len() / d.max(1))?;
+    t.push(format!("embedding_{long}"), Values::FloatList(x.chunks_exact(d).map(<[f32]>::to_vec).collect()));
     if let Some(v) = f32_column(store.column(rtxn, &sp.name, columns::OUTLIER_SCORE)?, n) {
         t.push(format!("outlier_score_{short}"), floats(v));
     }
@@ -227,25 +238,48 @@ fn spotlight_columns(
     Ok(())
 }
 
+/// The store's item count against the rows an export is about to write: a damaged store fails here.
+fn one_row_per_item(store: &Store, rtxn: &crate::ReadTxn, what: &str, rows: usize) -> Result<()> {
+    let items = store.item_count(rtxn)? as usize;
+    if rows == items {
+        return Ok(());
+    }
+    Err(ExportError::RowCount { dir: store.dir().display().to_string(), items, what: what.to_string(), rows })
+}
+
+/// Writes `path` through a temporary file beside it, renamed over it only once `write` succeeded and the data
+/// is on disk.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let io = |source| ExportError::Io { path: path.display().to_string(), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp =
+        tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(io)?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
 pub fn write_table(table: &Table, path: &Path, format: TableFormat) -> Result<()> {
     let io = |source| ExportError::Io { path: path.display().to_string(), source };
-    match format {
+    write_atomically(path, |file| match format {
         TableFormat::Csv => {
-            let mut w = BufWriter::new(File::create(path).map_err(io)?);
+            let mut w = BufWriter::new(file);
             write_csv(table, &mut w).map_err(io)?;
             w.flush().map_err(io)
         }
         TableFormat::Jsonl => {
-            let mut w = BufWriter::new(File::create(path).map_err(io)?);
+            let mut w = BufWriter::new(file);
             write_jsonl(table, &mut w).map_err(io)?;
             w.flush().map_err(io)
         }
-        TableFormat::Parquet => {
-            let file = File::create(path).map_err(io)?;
-            write_parquet(table, file)
-                .map_err(|source| ExportError::Parquet { path: path.display().to_string(), source })
-        }
-    }
+        TableFormat::Parquet => write_parquet(table, file.try_clone().map_err(io)?)
+            .map_err(|source| ExportError::Parquet { path: path.display().to_string(), source }),
+    })
 }
 
 fn csv_field(s: &str) -> String {
@@ -380,8 +414,28 @@ fn write_parquet(t: &Table, file: File) -> parquet::errors::Result<()> {
     Ok(())
 }
 
-/// Writes one space's embeddings as float32 `[N, D]` .npy in item-id order; returns (N, D).
+/// How embeddings are written, by the output's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingFormat {
+    /// float32 `[N, D]`.
+    Npy,
+    /// A header `id,e0,e1,...` and a row per item.
+    Csv,
+}
+
+impl EmbeddingFormat {
+    pub fn from_path(path: &Path) -> Result<EmbeddingFormat> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("npy") => Ok(EmbeddingFormat::Npy),
+            Some("csv") => Ok(EmbeddingFormat::Csv),
+            _ => Err(ExportError::EmbeddingFormat(path.display().to_string())),
+        }
+    }
+}
+
+/// Writes one space's embeddings in item-id order, as `.npy` (float32 `[N, D]`) or `.csv`; returns (N, D).
 pub fn export_embeddings(store: &Store, space: &str, path: &Path) -> Result<(usize, usize)> {
+    let format = EmbeddingFormat::from_path(path)?;
     let rtxn = store.read_txn()?;
     let spaces = store.spaces(&rtxn)?;
     let sp = spaces.iter().find(|s| s.name == space).ok_or_else(|| ExportError::NoSpace {
@@ -391,10 +445,29 @@ pub fn export_embeddings(store: &Store, space: &str, path: &Path) -> Result<(usi
     let x = store.embedding_matrix(&rtxn, sp)?;
     let d = sp.dim as usize;
     let n = x.len() / d.max(1);
+    one_row_per_item(store, &rtxn, &format!("space {space}"), n)?;
     let io = |source| ExportError::Io { path: path.display().to_string(), source };
-    let mut w = BufWriter::new(File::create(path).map_err(io)?);
-    crate::npy::write_f32(&mut w, &[n, d], &x)
-        .map_err(|source| ExportError::Npy { path: path.display().to_string(), source })?;
-    w.flush().map_err(io)?;
+    write_atomically(path, |file| {
+        let mut w = BufWriter::new(file);
+        match format {
+            EmbeddingFormat::Npy => crate::npy::write_f32(&mut w, &[n, d], &x)
+                .map_err(|source| ExportError::Npy { path: path.display().to_string(), source })?,
+            EmbeddingFormat::Csv => write_embeddings_csv(&x, d, &mut w).map_err(io)?,
+        }
+        w.flush().map_err(io)
+    })?;
     Ok((n, d))
+}
+
+fn write_embeddings_csv(x: &[f32], d: usize, w: &mut impl Write) -> std::io::Result<()> {
+    let header: Vec<String> = std::iter::once("id".to_string()).chain((0..d).map(|j| format!("e{j}"))).collect();
+    writeln!(w, "{}", header.join(","))?;
+    for (id, row) in x.chunks_exact(d.max(1)).enumerate() {
+        write!(w, "{id}")?;
+        for v in row {
+            write!(w, ",{v}")?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
 }

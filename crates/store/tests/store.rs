@@ -313,3 +313,55 @@ fn released_map_pages_leave_the_resident_set_and_read_back_the_same() {
     }
     assert_eq!(store.labels(&r).unwrap().len(), 20_000);
 }
+
+/// A store whose space lost an embedding record (what flipped bytes in data.mdb did to a key): every export
+/// refuses to write rows that no longer match the items, naming the store.
+#[test]
+fn exports_refuse_a_store_whose_rows_do_not_match_its_items() {
+    use torchlight_store::export::{self, TableFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_or_open(&dir.path().join("store")).unwrap();
+    let mut w = store.write_txn().unwrap();
+    let sp = store.put_space(&mut w, space("s", 4)).unwrap();
+    for id in 0..20 {
+        store.put_item(&mut w, id, &item(id, Some(id % 3))).unwrap();
+        if id != 7 {
+            store.put_embedding(&mut w, sp.index, id, &[id as f32; 4]).unwrap();
+        }
+    }
+    store.commit(w).unwrap();
+    let out = dir.path().join("e.npy");
+    let err = export::export_embeddings(&store, "s", &out).unwrap_err().to_string();
+    assert!(err.contains(&store.dir().display().to_string()) && err.contains("20 items"), "{err}");
+    assert!(err.contains("space s has 7") && err.contains("torchlight verify"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    let err = export::build_table(&store, true).unwrap_err().to_string();
+    assert!(err.contains("damaged") && err.contains("space s has 7"), "{err}");
+    assert!(TableFormat::from_path(&dir.path().join("t.csv")).is_ok());
+}
+
+/// `--embeddings S -o FILE` writes by the file's extension: real CSV for .csv, .npy for .npy, and refuses others.
+#[test]
+fn embeddings_export_by_extension() {
+    use torchlight_store::export;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_or_open(&dir.path().join("store")).unwrap();
+    let mut w = store.write_txn().unwrap();
+    let sp = store.put_space(&mut w, space("s", 3)).unwrap();
+    for id in 0..2 {
+        store.put_item(&mut w, id, &item(id, None)).unwrap();
+        store.put_embedding(&mut w, sp.index, id, &[id as f32, 0.5, -1.25]).unwrap();
+    }
+    store.commit(w).unwrap();
+    let csv = dir.path().join("e.csv");
+    assert_eq!(export::export_embeddings(&store, "s", &csv).unwrap(), (2, 3));
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "id,e0,e1,e2\n0,0,0.5,-1.25\n1,1,0.5,-1.25\n");
+    let npy = dir.path().join("e.npy");
+    export::export_embeddings(&store, "s", &npy).unwrap();
+    let back = torchlight_store::npy::read(std::fs::File::open(&npy).unwrap()).unwrap();
+    assert_eq!((back.shape.clone(), back.to_f32()), (vec![2, 3], vec![0.0, 0.5, -1.25, 1.0, 0.5, -1.25]));
+    let txt = dir.path().join("e.txt");
+    let err = export::export_embeddings(&store, "s", &txt).unwrap_err().to_string();
+    assert!(err.contains("e.txt") && err.contains(".npy") && err.contains(".csv"), "{err}");
+    assert!(!txt.exists());
+}

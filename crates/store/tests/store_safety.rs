@@ -162,3 +162,60 @@ fn read_only_mount(fs: &Tmpfs) {
     assert!(err.to_string().contains("read-only"), "{err}");
     assert!(matches!(store.lock_writer("ingest").unwrap_err(), StoreError::ReadOnly(_)));
 }
+
+/// A store of `n` items with a 256-d space, on the normal disk.
+fn store_with_embeddings(dir: &Path, n: u32) -> Store {
+    let store = Store::create_or_open(dir).unwrap();
+    let mut w = store.write_txn().unwrap();
+    let space = torchlight_store::SpaceInfo {
+        name: "s".into(),
+        index: 0,
+        dim: 256,
+        model: torchlight_store::ModelSpec {
+            kind: "precomputed".into(),
+            source: "test".into(),
+            fingerprint: "t".into(),
+            pooling: "none".into(),
+            image_size: 0,
+        },
+        num_classes: 0,
+        class_names: Vec::new(),
+    };
+    let space = store.put_space(&mut w, space).unwrap();
+    for id in 0..n {
+        store.put_item(&mut w, id, &item(id)).unwrap();
+        let row: Vec<f32> = (0..256).map(|j| (id * 256 + j) as f32 * 0.001).collect();
+        store.put_embedding(&mut w, space.index, id, &row).unwrap();
+    }
+    store.commit(w).unwrap();
+    store
+}
+
+/// Every export format onto an existing file on a disk that fills up: the export fails with the disk's error,
+/// the old file keeps its bytes, and no partial file is left beside it.
+#[test]
+fn an_export_that_fills_the_disk_leaves_the_old_file_whole() {
+    with_tmpfs("an_export_that_fills_the_disk_leaves_the_old_file_whole", "256k", export_on_full_disk);
+}
+
+fn export_on_full_disk(fs: &Tmpfs) {
+    use torchlight_store::export::{self, TableFormat};
+    let home = tempfile::tempdir().unwrap();
+    let store = store_with_embeddings(&home.path().join("store"), 2000);
+    let old = b"id,previous\n0,kept\n".to_vec();
+    for name in ["e.csv", "e.npy", "t.csv", "t.parquet", "t.jsonl"] {
+        let out = fs.path().join(name);
+        std::fs::write(&out, &old).unwrap();
+        let err = if name.starts_with('e') {
+            export::export_embeddings(&store, "s", &out).map(|_| ()).unwrap_err()
+        } else {
+            let table = export::build_table(&store, true).unwrap();
+            export::write_table(&table, &out, TableFormat::from_path(&out).unwrap()).unwrap_err()
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(name) && msg.contains("No space left on device"), "{name}: {msg}");
+        assert_eq!(std::fs::read(&out).unwrap(), old, "{name}: the old file changed");
+        let left: Vec<_> = std::fs::read_dir(fs.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.iter().all(|f| !f.to_string_lossy().contains(".partial")), "{name}: partial file left: {left:?}");
+    }
+}
