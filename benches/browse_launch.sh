@@ -23,7 +23,13 @@ launch_ms() { # command line run inside tmux; a fresh tmux server each time
   start=$(date +%s%N)
   tmux -L $sock new-session -d -x 120 -y 40 "env -u TERM_PROGRAM TERM=xterm-256color $1"
   # Not `capture-pane | grep -q`: under pipefail, grep's early exit fails the pipeline.
-  until [[ $(tmux -L $sock capture-pane -p 2>/dev/null) == *' shown'* ]]; do sleep 0.005; done
+  until [[ $(tmux -L $sock capture-pane -p 2>/dev/null) == *' shown'* ]]; do
+    if (($(date +%s%N) - start > 30000000000)); then
+      echo "no first frame within 30 s (did it exit? run it by hand): $1" >&2
+      exit 1
+    fi
+    sleep 0.005
+  done
   end=$(date +%s%N)
   # The pane's process is the browser itself (env execs it): its resident memory at the first frame.
   local pid rss
