@@ -4,7 +4,7 @@ use torchlight_store::Store;
 use torchlight_store::export;
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let store = Store::open(&args.store.dir()?)?;
+    let store = Store::open_reading(&args.store.dir()?)?;
     let out = &args.output;
     if let Some(space) = &args.embeddings {
         let (n, d) = export::export_embeddings(&store, space, out)?;

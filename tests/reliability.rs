@@ -1,5 +1,5 @@
 //! Fast reliability cases: kill -9 of the browser right after a tag, and the bad-input corpus (see
-//! `bad_inputs`). The slow ones (kill -9 at 20+ random points of an ingest, scale) live in reliability/.
+//! `bad_inputs`). The slow ones (kill -9 at 20+ random points of an ingest, scale) live in tests/slow/ and benches/.
 
 use std::path::Path;
 use std::process::Command;

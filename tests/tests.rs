@@ -4,6 +4,7 @@ mod common;
 
 mod browse_tmux;
 mod cli;
+mod damaged;
 mod light;
 mod reliability;
 mod security;

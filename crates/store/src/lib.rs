@@ -49,14 +49,20 @@ pub enum StoreError {
     #[error("{0} is not a store directory (it is a file): give --store a directory; ingest creates a new one")]
     NotADirectory(PathBuf),
     #[error(
+        "the store at {dir} is damaged: {why}. Nothing was read or changed. Restore data.mdb from a copy (the \
+         whole file), or move the directory aside and ingest again"
+    )]
+    Damaged { dir: PathBuf, why: String },
+    #[error(
         "the store at {dir} has schema version {found}, this torchlight reads version {expected}: \
          re-ingest into a new store directory, or use the torchlight version that wrote it"
     )]
     SchemaMismatch { dir: PathBuf, found: u32, expected: u32 },
     #[error(
-        "the store at {dir} is busy: another `torchlight {what}` is writing it (lock file {lock}); wait for it to finish"
+        "the store at {dir} is busy: `torchlight {what}`{} is writing it (lock file {lock}); wait for it to finish",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
-    Locked { dir: PathBuf, what: String, lock: PathBuf },
+    Locked { dir: PathBuf, what: String, pid: Option<u32>, lock: PathBuf },
     #[error(
         "the store at {0} is read-only (read-only directory or media): browsing and export work, changes cannot be saved"
     )]
@@ -107,6 +113,63 @@ struct Dbs {
     columns: Database<'static, Str, Bytes>,
     tags: Database<'static, U32<BigEndian>, SerdeBincode<Tag>>,
     ann: arroy::Database<'static, arroy::distances::Cosine>,
+}
+
+/// LMDB's file format: each of the first two pages is a meta page (a 16-byte page header, then the meta); the
+/// newer of the two (by transaction id) counts the pages the file must hold.
+mod lmdb_meta {
+    pub const MAGIC: u32 = 0xBEEF_C0DE;
+    pub const MAGIC_AT: usize = 16;
+    /// `mm_dbs[FREE_DBI].md_pad` of meta page 0 holds the page size.
+    pub const PAGE_SIZE_AT: usize = 40;
+    pub const LAST_PAGE_AT: usize = 136;
+    pub const TXN_ID_AT: usize = 144;
+    pub const LEN: usize = 152;
+}
+
+/// Refuses a `data.mdb` that LMDB would crash on rather than report: empty, not an LMDB file, or shorter than the
+/// pages its meta page counts (a copy that did not finish). Mapping such a file and reading a page past its end
+/// kills the process with SIGBUS, so this is read with plain reads, before LMDB opens it.
+fn check_data_file(dir: &Path) -> Result<()> {
+    use std::io::Read;
+    let path = dir.join("data.mdb");
+    let damaged = |why: String| StoreError::Damaged { dir: dir.to_path_buf(), why };
+    let io = |e| StoreError::Io { what: format!("reading {}", path.display()), source: e };
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let size = file.metadata().map_err(io)?.len();
+    if size == 0 {
+        return Err(damaged("data.mdb is empty (0 bytes)".into()));
+    }
+    let mut head = Vec::with_capacity(2 * 65536);
+    file.by_ref().take(2 * 65536).read_to_end(&mut head).map_err(io)?;
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let meta = |at: usize| -> Option<(u64, u64)> {
+        let m = head.get(at..at + lmdb_meta::LEN)?;
+        (u32_at(m, lmdb_meta::MAGIC_AT) == lmdb_meta::MAGIC)
+            .then(|| (u64_at(m, lmdb_meta::TXN_ID_AT), u64_at(m, lmdb_meta::LAST_PAGE_AT)))
+    };
+    let Some(first) = meta(0) else {
+        return Err(damaged(format!("data.mdb ({size} bytes) does not start with an LMDB meta page")));
+    };
+    let page = u64::from(u32_at(&head, lmdb_meta::PAGE_SIZE_AT));
+    if !(512..=65536).contains(&page) || !page.is_power_of_two() {
+        return Err(damaged(format!("data.mdb gives an impossible page size ({page})")));
+    }
+    let newest = meta(page as usize).filter(|second| second.0 > first.0).unwrap_or(first);
+    let need = (newest.1 + 1).saturating_mul(page);
+    if size < need {
+        return Err(damaged(format!(
+            "data.mdb is {size} bytes, but LMDB's own record of it needs {need} (pages 0..={} of {page} bytes): \
+             the file was cut short, as by a copy that did not finish",
+            newest.1
+        )));
+    }
+    Ok(())
 }
 
 /// A path that exists but is no directory (a file, `/dev/null`) is refused before anything reads or writes it.
@@ -261,6 +324,7 @@ impl Store {
     /// Opens the store at `dir`, creating the directory and an empty store when there is none.
     pub fn create_or_open(dir: &Path) -> Result<Store> {
         refuse_non_directory(dir)?;
+        check_data_file(dir)?;
         fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io { what: format!("creating store directory {}", dir.display()), source: e })?;
         Store::open_env(dir)
@@ -270,10 +334,7 @@ impl Store {
     /// A store on read-only media or in a directory the user may not write opens read-only: browsing,
     /// `info` and `export` work, and any write fails with `StoreError::ReadOnly`.
     pub fn open(dir: &Path) -> Result<Store> {
-        refuse_non_directory(dir)?;
-        if !dir.join("data.mdb").exists() {
-            return Err(StoreError::Missing(dir.to_path_buf()));
-        }
+        Store::check_existing(dir)?;
         match Store::open_env(dir) {
             Err(StoreError::Heed { source: heed::Error::Io(e), .. })
                 if matches!(
@@ -287,15 +348,50 @@ impl Store {
         }
     }
 
+    /// Opens an existing store for reading only, for the commands that never write (info, export, verify):
+    /// nothing in data.mdb is ever changed, even for a store a newer version would upgrade.
+    pub fn open_reading(dir: &Path) -> Result<Store> {
+        Store::check_existing(dir)?;
+        Store::open_read_only(dir)
+    }
+
+    /// The checks every open of an existing store makes before LMDB reads the file.
+    fn check_existing(dir: &Path) -> Result<()> {
+        refuse_non_directory(dir)?;
+        if !dir.join("data.mdb").exists() {
+            return Err(StoreError::Missing(dir.to_path_buf()));
+        }
+        check_data_file(dir)
+    }
+
     fn open_read_only(dir: &Path) -> Result<Store> {
         let heed_err = |source| StoreError::Heed { dir: dir.to_path_buf(), source };
-        let mut options = EnvOpenOptions::new();
-        // SAFETY: NO_LOCK is sound here because this process never writes; a concurrent writer elsewhere
-        // could only be one on a writable mount of the same files, which read-only media rule out.
-        let env = unsafe {
-            options.map_size(MAP_SIZE).max_dbs(MAX_DBS).flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK).open(dir)
-        }
-        .map_err(heed_err)?;
+        // SAFETY: the file is only modified through LMDB, and the reader table in lock.mdb keeps this reader
+        // safe beside a writer in another process.
+        let env =
+            unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(MAX_DBS).flags(EnvFlags::READ_ONLY).open(dir) };
+        let env = match env {
+            Ok(env) => env,
+            // Read-only media or directory: lock.mdb cannot be made there. Without it LMDB cannot see writers;
+            // none can exist where nothing can be written.
+            // SAFETY: as above; NO_LOCK only drops the reader table, which nothing here can need.
+            Err(heed::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                unsafe {
+                    EnvOpenOptions::new()
+                        .map_size(MAP_SIZE)
+                        .max_dbs(MAX_DBS)
+                        .flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK)
+                        .open(dir)
+                }
+                .map_err(heed_err)?
+            }
+            Err(e) => return Err(heed_err(e)),
+        };
         let rtxn = env.read_txn().map_err(heed_err)?;
         // A database missing from the file is reported as NotFound and turned into a clear error below.
         let db = env
@@ -324,7 +420,7 @@ impl Store {
         Ok(store)
     }
 
-    /// True when the store was opened read-only (read-only media or directory).
+    /// True when the store was opened for reading only (`open_reading`, or read-only media or directory).
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -387,9 +483,12 @@ impl Store {
                 Ok(WriterLock { _file: file })
             }
             Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&lock).unwrap_or_default();
-                let holder = holder.split_whitespace().next().unwrap_or(what).to_string();
-                Err(StoreError::Locked { dir: self.dir.clone(), what: holder, lock })
+                // The holder wrote "<what> pid <pid>".
+                let text = fs::read_to_string(&lock).unwrap_or_default();
+                let mut words = text.split_whitespace();
+                let holder = words.next().unwrap_or(what).to_string();
+                let pid = words.nth(1).and_then(|p| p.parse().ok());
+                Err(StoreError::Locked { dir: self.dir.clone(), what: holder, pid, lock })
             }
             Err(fs::TryLockError::Error(e)) => {
                 Err(StoreError::Io { what: format!("locking {}", lock.display()), source: e })

@@ -45,6 +45,10 @@ impl Drop for Tmpfs {
 /// this test binary inside a user + mount namespace (`unshare --user --map-root-user --mount`), where an
 /// unprivileged process may mount a tmpfs. Where neither works the test says so loudly, and fails under CI=true.
 fn with_tmpfs(test: &str, size: &str, body: impl FnOnce(&Tmpfs)) {
+    // One at a time: a process another test spawns holds copies of this one's open files until it execs, so a
+    // file just deleted here can keep its blocks a moment longer on a full disk.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(fs) = Tmpfs::try_mount(size) {
         body(&fs);
         if std::env::var_os(IN_NAMESPACE).is_some() {

@@ -12,7 +12,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         if d.cudnn { ", cudnn" } else { "" }
     );
     let dir = args.store.dir()?;
-    let store = match Store::open(&dir) {
+    let store = match Store::open_reading(&dir) {
         Err(StoreError::Missing(_)) => {
             outln!("store {}: none yet (run `torchlight ingest SOURCE --store {}`)", dir.display(), dir.display());
             return Ok(());
