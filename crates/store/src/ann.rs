@@ -5,7 +5,7 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{Result, RoTxn, RwTxn, Store};
+use crate::{Result, RoTxn, RwTxn, Store, StoreError};
 
 pub type Cosine = arroy::distances::Cosine;
 
@@ -35,13 +35,24 @@ impl Store {
         cancel: &(dyn Fn() -> bool + Sync + Send),
     ) -> Result<()> {
         let writer = arroy::Writer::<Cosine>::new(self.db.ann, space, dim);
-        writer.clear(wtxn)?;
-        for (id, row) in matrix.chunks_exact(dim).enumerate() {
-            writer.add_item(wtxn, id as u32, row)?;
+        let built = (|| -> arroy::Result<()> {
+            writer.clear(wtxn)?;
+            for (id, row) in matrix.chunks_exact(dim).enumerate() {
+                writer.add_item(wtxn, id as u32, row)?;
+            }
+            let mut rng = StdRng::seed_from_u64(params.seed);
+            writer.builder(&mut rng).n_trees(params.n_trees).cancel(cancel).build(wtxn)
+        })();
+        built.map_err(|e| self.ann_err(e))
+    }
+
+    /// arroy's own errors, but a full disk is reported as such, whichever layer hit it.
+    fn ann_err(&self, e: arroy::Error) -> StoreError {
+        match e {
+            arroy::Error::Heed(h) => self.heed_err(h),
+            arroy::Error::Io(io) => self.heed_err(heed::Error::Io(io)),
+            other => StoreError::Ann(other),
         }
-        let mut rng = StdRng::seed_from_u64(params.seed);
-        writer.builder(&mut rng).n_trees(params.n_trees).cancel(cancel).build(wtxn)?;
-        Ok(())
     }
 
     /// Whether `space` has a built index.

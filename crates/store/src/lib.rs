@@ -71,6 +71,12 @@ pub enum StoreError {
     Corrupt { what: String, why: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error(
+        "No space left on device: the disk holding the store at {dir} is full ({free} bytes free). The last \
+         transaction was not committed and everything committed before it is intact: free some space and rerun \
+         the same command"
+    )]
+    DiskFull { dir: PathBuf, free: u64 },
     #[error("LMDB error in {dir}: {source}")]
     Heed { dir: PathBuf, source: heed::Error },
     #[error("arroy index error: {0}")]
@@ -170,6 +176,29 @@ fn check_data_file(dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A write that failed for a full disk. LMDB reports a page write that the disk cut short as EIO, not ENOSPC
+/// (only a write that wrote nothing gives ENOSPC), so an EIO on a filesystem with next to nothing free is
+/// reported as the full disk it is.
+fn disk_full(dir: &Path, source: &heed::Error) -> Option<StoreError> {
+    let heed::Error::Io(e) = source else { return None };
+    let free = free_bytes(dir);
+    let full = match e.raw_os_error() {
+        Some(libc::ENOSPC) => true,
+        Some(libc::EIO) => free.is_some_and(|f| f < 1 << 20),
+        _ => false,
+    };
+    full.then(|| StoreError::DiskFull { dir: dir.to_path_buf(), free: free.unwrap_or(0) })
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct for a NUL-terminated path and touches nothing else.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// A path that exists but is no directory (a file, `/dev/null`) is refused before anything reads or writes it.
@@ -458,8 +487,8 @@ impl Store {
         &self.dir
     }
 
-    fn heed_err(&self, source: heed::Error) -> StoreError {
-        StoreError::Heed { dir: self.dir.clone(), source }
+    pub(crate) fn heed_err(&self, source: heed::Error) -> StoreError {
+        disk_full(&self.dir, &source).unwrap_or_else(|| StoreError::Heed { dir: self.dir.clone(), source })
     }
 
     /// Takes the store's writer lock for `what` (e.g. "ingest"); fails at once if another process holds it.

@@ -223,3 +223,28 @@ fn export_on_full_disk(fs: &Tmpfs) {
         assert!(left.iter().all(|f| !f.to_string_lossy().contains(".partial")), "{name}: partial file left: {left:?}");
     }
 }
+
+/// A transaction bigger than the free space (as an embedding import or an analysis writes): LMDB reports the
+/// write the disk cut short as EIO; the store says the disk is full, and what was committed before stays.
+#[test]
+fn a_big_transaction_on_a_full_disk_says_no_space() {
+    with_tmpfs("a_big_transaction_on_a_full_disk_says_no_space", "2m", big_transaction_on_full_disk);
+}
+
+fn big_transaction_on_full_disk(fs: &Tmpfs) {
+    let dir = fs.path().join("store");
+    let store = store_with_embeddings(&dir, 100);
+    let mut w = store.write_txn().unwrap();
+    let row = vec![0.25f32; 4096];
+    let failed = (100..2000u32)
+        .map(|id| store.put_embedding(&mut w, 0, id, &row))
+        .find_map(Result::err)
+        .or_else(|| store.commit(w).err())
+        .expect("8 MB cannot fit on a 2 MB disk");
+    assert!(matches!(failed, StoreError::DiskFull { .. }), "{failed:?}");
+    let msg = failed.to_string();
+    assert!(msg.contains("No space left on device") && msg.contains(&dir.display().to_string()), "{msg}");
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    assert_eq!(store.embedding_count(&store.read_txn().unwrap(), 0).unwrap(), 100);
+}
