@@ -5,13 +5,14 @@
 //!
 //! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda] [LAYOUT.npy]
 //! With BENCH_FEATURES=X.npy the first N rows of that float matrix (model embeddings) replace the pixels;
-//! BENCH_SCREEN=0 turns the int8 screen off (plain f32 products); BENCH_REPEAT=R runs kNN + scores R times
+//! BENCH_SCREEN=0 turns the int8 screen off (plain f32 products); BENCH_PORTABLE=1 runs the portable loops
+//! instead of the CPU's vector instructions (`Simd::Portable`); BENCH_REPEAT=R runs kNN + scores R times
 //! and reports the median (and the fastest), which a busy machine's noise moves less than a single run.
 
 use std::io::Read;
 use std::time::Instant;
 
-use torchlight_engine::analysis::knn::{self, KnnOptions, Metric};
+use torchlight_engine::analysis::knn::{self, KnnOptions, Metric, Simd};
 use torchlight_engine::analysis::{Hooks, outlier, pca, umap};
 
 fn idx_images(path: &str) -> Vec<u8> {
@@ -44,8 +45,10 @@ fn main() {
         }
     };
     let screen = std::env::var("BENCH_SCREEN").map_or(true, |v| v != "0");
+    let portable = std::env::var("BENCH_PORTABLE").is_ok_and(|v| v == "1");
     let opts = KnnOptions {
         screen: if screen { knn::Screen::Auto } else { knn::Screen::Never },
+        simd: if portable { Simd::Portable } else { Simd::Auto },
         ..KnnOptions::new(10, Metric::Cosine, device)
     };
     let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
@@ -75,7 +78,7 @@ fn main() {
         torchlight_store::npy::write_f32(std::fs::File::create(layout_path).unwrap(), &[n, 2], &layout).unwrap();
     }
     println!(
-        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"screen\": {screen}, \"rescanned\": {}, \"declined\": {}, \"runs\": {repeat}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"fastest_s\": {fastest:.4}, \"umap_s\": {}}}",
+        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"screen\": {screen}, \"portable\": {portable}, \"rescanned\": {}, \"declined\": {}, \"runs\": {repeat}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"fastest_s\": {fastest:.4}, \"umap_s\": {}}}",
         rayon::current_num_threads(),
         stats.map_or("null".to_string(), |s| s.rescanned.to_string()),
         stats.is_some_and(|s| s.declined),
