@@ -77,3 +77,85 @@ fn read_only_commands_never_change_the_data_file() {
     }
     assert_eq!(std::fs::read(store.join("data.mdb")).unwrap(), before);
 }
+
+/// A store of 50 items with a 16-d space whose rows are easy to find in data.mdb, and one analysis column.
+fn store_to_damage(dir: &Path) -> Vec<f32> {
+    use torchlight_store::{Column, Item, ModelSpec, SpaceInfo, Store};
+    let store = Store::create_or_open(dir).unwrap();
+    let mut w = store.write_txn().unwrap();
+    let model = ModelSpec {
+        kind: "precomputed".into(),
+        source: "test".into(),
+        fingerprint: "t".into(),
+        pooling: "none".into(),
+        image_size: 0,
+    };
+    let space = SpaceInfo { name: "s".into(), index: 0, dim: 16, model, num_classes: 0, class_names: vec![] };
+    let space = store.put_space(&mut w, space).unwrap();
+    let mut rows = Vec::new();
+    for id in 0..50u32 {
+        let item =
+            Item { source: format!("img-{id:04}.png"), label: Some(id % 5), width: 8, height: 8, hash: u64::from(id) };
+        store.put_item(&mut w, id, &item).unwrap();
+        let row: Vec<f32> = (0..16).map(|j| 1000.0 + (id * 16 + j) as f32 * 0.25).collect();
+        store.put_embedding(&mut w, space.index, id, &row).unwrap();
+        rows.extend(row);
+    }
+    let scores: Vec<f32> = (0..50).map(|i| 0.5 + i as f32 * 1e-3).collect();
+    store.put_column(&mut w, "s", "outlier_score", &Column::F32 { width: 1, values: scores }).unwrap();
+    store.commit(w).unwrap();
+    rows
+}
+
+/// Flips one bit wherever `needle` occurs in `file` (LMDB may keep an old copy of a page beside the live one).
+fn flip_where(file: &Path, needle: &[u8]) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at: Vec<usize> =
+        bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert!(!at.is_empty(), "the bytes to damage are not in {}", file.display());
+    for i in at {
+        bytes[i + needle.len() / 2] ^= 0x10;
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Flipped bytes in an embedding, an item record and a column: `verify` names each (item, space, column) and exits
+/// 1; `export` refuses to pass the damage on, and `--skip-damaged` writes the rest, saying how many it left out.
+#[test]
+fn verify_names_flipped_records_and_exports_refuse_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rows = store_to_damage(&store);
+    let (code, text) = run(&["verify"], &store);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("no damage found") && text.contains("50 items"), "{text}");
+
+    let data = store.join("data.mdb");
+    let row7: Vec<u8> = rows[7 * 16..8 * 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    flip_where(&data, &row7);
+    flip_where(&data, b"img-0023.png");
+    let scores: Vec<u8> = (10..20).flat_map(|i| (0.5 + i as f32 * 1e-3).to_le_bytes()).collect();
+    flip_where(&data, &scores);
+
+    let (code, text) = run(&["verify"], &store);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the embeddings of item #7 in space s: do not match their checksums"), "{text}");
+    assert!(text.contains("the records of item #23: do not match their checksums"), "{text}");
+    assert!(text.contains("column s/outlier_score: do not match their checksums"), "{text}");
+    assert!(text.contains("torchlight analyze") && text.contains("--skip-damaged"), "{text}");
+
+    let npy = dir.path().join("e.npy");
+    let (code, text) = run(&["export", "--embeddings", "s", "-o", npy.to_str().unwrap()], &store);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("damaged") && text.contains("#7") && text.contains("space s"), "{text}");
+    assert!(!npy.exists());
+    let csv = dir.path().join("t.csv");
+    let (code, text) = run(&["export", "-o", csv.to_str().unwrap()], &store);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("damaged") && text.contains("the records of item #23"), "{text}");
+    assert!(!csv.exists());
+    // analyze reads the embeddings through the same checks: it stops before computing on damaged vectors.
+    let (code, text) = run(&["analyze", "--no-umap", "--device", "cpu"], &store);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the embeddings of item #7") && text.contains("space s"), "{text}");
+}

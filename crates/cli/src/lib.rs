@@ -12,6 +12,7 @@ mod export;
 mod info;
 mod ingest;
 pub mod output;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use demo::DemoArgs;
 pub use export::ExportArgs;
 pub use info::InfoArgs;
 pub use ingest::IngestArgs;
+pub use verify::VerifyArgs;
 
 /// torchlight: a terminal explorer for image datasets. Embed a dataset with a foundation model and a
 /// fine-tuned model, score outliers, near duplicates and label issues in each space, and triage them
@@ -48,6 +50,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Show libtorch, devices, and what a store holds.
     Info(InfoArgs),
+    /// Check every record of a store against its checksum and name what is damaged.
+    Verify(VerifyArgs),
     /// Run the whole job on the embedded demo: MNIST digits, EfficientNet-Lite0 and an MNIST CNN.
     Demo(DemoArgs),
 }

@@ -1,6 +1,22 @@
 //! `torchlight export`: embeddings as `.npy` or `.csv`, or a per-item table of labels, scores and triage tags
-//! as `.csv`, `.jsonl` or `.parquet` (loads in pandas; `spotlight` adds the column names of the article's
-//! dataframe so the file opens in Renumics Spotlight the same way).
+//! as `.csv`, `.jsonl` or `.parquet` (loads in pandas).
+//!
+//! `spotlight` adds the article's dataframe, so that `pd.read_parquet` of the file opens in Renumics Spotlight
+//! with the article's `dtype={"image": Image, "nn_image": Image, "embedding_ft": Embedding,
+//! "embedding.foundation": Embedding}`: `image`, `label_str`, and per space its vectors and outlier score under
+//! the article's names (`embedding_ft` / `outlier_score_ft` for a fine-tuned space, `embedding.foundation` /
+//! `outlier_score_found` for a foundation space, `embedding_S` / `outlier_score_S` for another space S), and the
+//! nearest neighbour as `nn_id`, `nn_distance`, `nn_flag`, `nn_image` from the fine-tuned space (else the first),
+//! `nn_*_S` from the others. `nn_distance` is the cosine distance (the article's Annoy angular distance is
+//! `sqrt(2 * nn_distance)`); `nn_flag` is the store's flag where the analysis wrote one, else the article's rule,
+//! a nearest neighbour closer than 0.045 (its angular 0.3).
+//!
+//! An image cell is a struct `{bytes, path}`, the layout of a Hugging Face `datasets` Image, which Spotlight
+//! reads like the article's `dataset.to_pandas()`: the absolute path of an item whose record is an image file
+//! that still exists, otherwise the item's PNG thumbnail from the store. Spotlight only needs bytes it can
+//! decode, and for images up to 96 pixels a side (MNIST, CIFAR, the article's datasets) the thumbnail is the
+//! whole image, losslessly; larger images that are not files (parquet, hub) appear as their 96-pixel preview.
+//! Image bytes have no text form in `.csv` or `.jsonl`: there an image cell is its path, or empty.
 //!
 //! Every file is written to a temporary file beside the target and renamed over it once complete and synced:
 //! an export that fails (a full disk, a damaged store) leaves an existing file as it was and no partial one.
@@ -72,6 +88,27 @@ pub enum Values {
     Bool(Vec<Option<bool>>),
     Str(Vec<Option<String>>),
     FloatList(Vec<Vec<f32>>),
+    Image(ImageColumn),
+}
+
+/// An image as Hugging Face `datasets` stores one: encoded bytes, or a path to the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageCell {
+    pub bytes: Option<Vec<u8>>,
+    pub path: Option<String>,
+}
+
+/// A column of images: row r shows `cells[rows[r]]`, so `image` and `nn_image` share one set of cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageColumn {
+    pub cells: Arc<Vec<ImageCell>>,
+    pub rows: Vec<Option<u32>>,
+}
+
+impl ImageColumn {
+    pub fn get(&self, r: usize) -> Option<&ImageCell> {
+        self.rows[r].and_then(|i| self.cells.get(i as usize))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,16 +149,40 @@ fn ints(v: &[u32]) -> Values {
     Values::Int(v.iter().map(|&x| (x != u32::MAX).then_some(i64::from(x))).collect())
 }
 
-/// The article's short name of a space: `ft` for a fine-tuned model, `found` / `foundation` for the
-/// foundation model, otherwise the space's own name.
-fn spotlight_names(space: &str) -> (String, String) {
+/// The cosine distance of the article's `nn_flag` (its Annoy angular threshold 0.3: angular distance is
+/// `sqrt(2 * (1 - cos))`).
+pub const ARTICLE_NN_THRESHOLD: f32 = 0.045;
+
+/// The article's `nn_flag` from nearest-neighbour cosine distances: closer than `ARTICLE_NN_THRESHOLD`.
+pub fn article_nn_flags(distances: &[f32]) -> Vec<Option<bool>> {
+    distances.iter().map(|&d| (!d.is_nan()).then_some(d < ARTICLE_NN_THRESHOLD)).collect()
+}
+
+/// Which of the article's two spaces a space plays, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    FineTuned,
+    Foundation,
+    Other,
+}
+
+fn role(space: &str) -> Role {
     let s = space.to_ascii_lowercase();
     if s.starts_with("fine") || s == "ft" {
-        ("ft".into(), "ft".into())
+        Role::FineTuned
     } else if s.starts_with("found") {
-        ("found".into(), "foundation".into())
+        Role::Foundation
     } else {
-        (space.to_string(), space.to_string())
+        Role::Other
+    }
+}
+
+/// A space's columns under the article's names: (embedding, outlier score, suffix of its other columns).
+fn spotlight_names(space: &str, role: Role) -> (String, String, String) {
+    match role {
+        Role::FineTuned => ("embedding_ft".into(), "outlier_score_ft".into(), "ft".into()),
+        Role::Foundation => ("embedding.foundation".into(), "outlier_score_found".into(), "found".into()),
+        Role::Other => (format!("embedding_{space}"), format!("outlier_score_{space}"), space.to_string()),
     }
 }
 
@@ -142,7 +203,7 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     t.push("label", Values::Int(items.iter().map(|i| i.label.map(i64::from)).collect()));
     t.push("label_name", Values::Str(items.iter().map(|i| label_name(i.label)).collect()));
     let spaces = store.spaces(&rtxn)?;
-    for (si, sp) in spaces.iter().enumerate() {
+    for sp in &spaces {
         let s = &sp.name;
         let col = |name: &str| store.column(&rtxn, s, name);
         for name in [columns::OUTLIER_SCORE, columns::KNN_MEAN_DISTANCE] {
@@ -159,6 +220,15 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
         }
         if let Some(v) = u32_column(col(columns::NEAR_DUPLICATE)?, n) {
             t.push(format!("{}.{s}", columns::NEAR_DUPLICATE), Values::Bool(v.iter().map(|&f| Some(f == 1)).collect()));
+        }
+        if let Some(v) = f32_column(col(columns::NEAR_DUPLICATE_SCORE)?, n) {
+            t.push(format!("{}.{s}", columns::NEAR_DUPLICATE_SCORE), floats(v));
+        }
+        if let Some(v) = u32_column(col(columns::DUPLICATE_GROUP)?, n) {
+            t.push(format!("{}.{s}", columns::DUPLICATE_GROUP), ints(&v));
+        }
+        if let Some(v) = u32_column(col(columns::NN_FLAG)?, n) {
+            t.push(format!("{}.{s}", columns::NN_FLAG), Values::Bool(v.iter().map(|&f| Some(f == 1)).collect()));
         }
         let xy = match col(columns::UMAP)? {
             Some(Column::F32 { width: 2, values }) if values.len() == 2 * n => Some(values),
@@ -183,9 +253,9 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
         if let Some(v) = u32_column(col(columns::LABEL_ISSUE)?, n) {
             t.push(format!("{}.{s}", columns::LABEL_ISSUE), Values::Bool(v.iter().map(|&f| Some(f == 1)).collect()));
         }
-        if spotlight {
-            spotlight_columns(store, &rtxn, sp, si == 0, &items, nn.as_deref(), &mut t)?;
-        }
+    }
+    if spotlight {
+        spotlight_columns(store, &rtxn, &spaces, &items, &mut t)?;
     }
     let mut tags: Vec<Option<crate::Tag>> = vec![None; n];
     for (id, tag) in store.tags(&rtxn)? {
@@ -200,42 +270,71 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     Ok(t)
 }
 
-/// The article's dataframe columns: `image`, `label_str`, `embedding_<S>` (a list of floats),
-/// `outlier_score_<S>`, `nn_image_<S>` (and `nn_image` for the first space).
+/// The article's dataframe columns (see the module doc).
 fn spotlight_columns(
     store: &Store,
     rtxn: &crate::ReadTxn,
-    sp: &SpaceInfo,
-    first: bool,
+    spaces: &[SpaceInfo],
     items: &[crate::Item],
-    nn: Option<&[u32]>,
     t: &mut Table,
 ) -> Result<()> {
     let n = items.len();
-    let (short, long) = spotlight_names(&sp.name);
-    if first {
-        t.push("image", Values::Str(items.iter().map(|i| Some(i.source.clone())).collect()));
-        let names = store.label_names(rtxn)?;
-        t.push(
-            "label_str",
-            Values::Str(items.iter().map(|i| i.label.and_then(|l| names.get(l as usize).cloned())).collect()),
-        );
-    }
-    let x = store.embedding_matrix(rtxn, sp)?;
-    let d = sp.dim as usize;
-    one_row_per_item(store, rtxn, &format!("space {}", sp.name), x.len() / d.max(1))?;
-    t.push(format!("embedding_{long}"), Values::FloatList(x.chunks_exact(d).map(<[f32]>::to_vec).collect()));
-    if let Some(v) = f32_column(store.column(rtxn, &sp.name, columns::OUTLIER_SCORE)?, n) {
-        t.push(format!("outlier_score_{short}"), floats(v));
-    }
-    if let Some(nn) = nn {
-        let images = Values::Str(nn.iter().map(|&j| items.get(j as usize).map(|i| i.source.clone())).collect());
-        if first {
-            t.push("nn_image", images.clone());
+    let cells = Arc::new(image_cells(store, rtxn, items)?);
+    t.push("image", Values::Image(ImageColumn { cells: cells.clone(), rows: (0..n as u32).map(Some).collect() }));
+    let names = store.label_names(rtxn)?;
+    t.push(
+        "label_str",
+        Values::Str(items.iter().map(|i| i.label.and_then(|l| names.get(l as usize).cloned())).collect()),
+    );
+    // Each role's names go to its first space; the article's nearest neighbour is the fine-tuned space's.
+    let first_of = |r: Role| spaces.iter().position(|s| role(&s.name) == r);
+    let nn_space = first_of(Role::FineTuned).unwrap_or(0);
+    for (si, sp) in spaces.iter().enumerate() {
+        let r = role(&sp.name);
+        let (embedding, outlier, suffix) =
+            spotlight_names(&sp.name, if first_of(r) == Some(si) { r } else { Role::Other });
+        let x = store.embedding_matrix(rtxn, sp)?;
+        let d = sp.dim as usize;
+        one_row_per_item(store, rtxn, &format!("space {}", sp.name), x.len() / d.max(1))?;
+        t.push(embedding, Values::FloatList(x.chunks_exact(d).map(<[f32]>::to_vec).collect()));
+        let col = |name: &str| store.column(rtxn, &sp.name, name);
+        if let Some(v) = f32_column(col(columns::OUTLIER_SCORE)?, n) {
+            t.push(outlier, floats(v));
         }
-        t.push(format!("nn_image_{short}"), images);
+        let name = |base: &str| if si == nn_space { base.to_string() } else { format!("{base}_{suffix}") };
+        let Some(nn) = u32_column(col(columns::NN_ID)?, n) else { continue };
+        t.push(name("nn_id"), ints(&nn));
+        let distances = f32_column(col(columns::NN_DISTANCE)?, n);
+        let flags = match u32_column(col(columns::NN_FLAG)?, n) {
+            Some(v) => Some(v.iter().map(|&f| Some(f == 1)).collect()),
+            None => distances.as_deref().map(article_nn_flags),
+        };
+        if let Some(v) = distances {
+            t.push(name("nn_distance"), floats(v));
+        }
+        if let Some(v) = flags {
+            t.push(name("nn_flag"), Values::Bool(v));
+        }
+        let rows = nn.iter().map(|&j| ((j as usize) < n).then_some(j)).collect();
+        t.push(name("nn_image"), Values::Image(ImageColumn { cells: cells.clone(), rows }));
     }
     Ok(())
+}
+
+/// Each item's image cell: its file where the record is an image file that still exists, else its thumbnail.
+fn image_cells(store: &Store, rtxn: &crate::ReadTxn, items: &[crate::Item]) -> Result<Vec<ImageCell>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(id, item)| {
+            let path = Path::new(&item.source);
+            Ok(if path.is_absolute() && path.is_file() {
+                ImageCell { bytes: None, path: Some(item.source.clone()) }
+            } else {
+                ImageCell { bytes: store.thumbnail(rtxn, id as u32)?, path: None }
+            })
+        })
+        .collect()
 }
 
 /// The store's item count against the rows an export is about to write: a damaged store fails here.
@@ -293,6 +392,7 @@ fn cell_text(v: &Values, r: usize) -> Option<String> {
         Values::Bool(x) => x[r].map(|x| x.to_string()),
         Values::Str(x) => x[r].clone(),
         Values::FloatList(x) => Some(format!("[{}]", x[r].iter().map(f32::to_string).collect::<Vec<_>>().join(", "))),
+        Values::Image(x) => x.get(r).and_then(|c| c.path.clone()),
     }
 }
 
@@ -321,6 +421,7 @@ fn write_jsonl(t: &Table, w: &mut impl Write) -> std::io::Result<()> {
                 Values::Bool(x) => x[r].map_or(Value::Null, Value::Bool),
                 Values::Str(x) => x[r].clone().map_or(Value::Null, Value::String),
                 Values::FloatList(x) => json!(x[r]),
+                Values::Image(x) => x.get(r).and_then(|c| c.path.clone()).map_or(Value::Null, Value::String),
             };
             obj.insert(name.clone(), cell);
         }
@@ -353,6 +454,19 @@ fn parquet_field(name: &str, v: &Values) -> parquet::errors::Result<Type> {
                 .with_fields(vec![Arc::new(list)])
                 .build()
         }
+        Values::Image(_) => {
+            let bytes = Type::primitive_type_builder("bytes", Physical::BYTE_ARRAY)
+                .with_repetition(Repetition::OPTIONAL)
+                .build()?;
+            let path = Type::primitive_type_builder("path", Physical::BYTE_ARRAY)
+                .with_repetition(Repetition::OPTIONAL)
+                .with_logical_type(Some(LogicalType::String))
+                .build()?;
+            Type::group_type_builder(name)
+                .with_repetition(Repetition::OPTIONAL)
+                .with_fields(vec![Arc::new(bytes), Arc::new(path)])
+                .build()
+        }
     }
 }
 
@@ -360,6 +474,23 @@ fn parquet_field(name: &str, v: &Values) -> parquet::errors::Result<Type> {
 fn present<T: Clone>(x: &[Option<T>]) -> (Vec<T>, Vec<i16>) {
     let defs = x.iter().map(|v| i16::from(v.is_some())).collect();
     (x.iter().flatten().cloned().collect(), defs)
+}
+
+/// One member of an image column's cells: the present values, and definition levels 0 = no image, 1 = this
+/// member null, 2 = present.
+fn image_member(x: &ImageColumn, member: impl Fn(&ImageCell) -> Option<&[u8]>) -> (Vec<ByteArray>, Vec<i16>) {
+    let mut vals = Vec::new();
+    let defs = (0..x.rows.len())
+        .map(|r| match x.get(r).map(&member) {
+            None => 0,
+            Some(None) => 1,
+            Some(Some(b)) => {
+                vals.push(ByteArray::from(b.to_vec()));
+                2
+            }
+        })
+        .collect();
+    (vals, defs)
 }
 
 fn write_parquet(t: &Table, file: File) -> parquet::errors::Result<()> {
@@ -405,6 +536,15 @@ fn write_parquet(t: &Table, file: File) -> parquet::errors::Result<()> {
                     }
                 }
                 col.typed::<FloatType>().write_batch(&vals, Some(&defs), Some(&reps))?;
+            }
+            Values::Image(x) => {
+                // Two leaves, `bytes` then `path`.
+                let (vals, defs) = image_member(x, |c| c.bytes.as_deref());
+                col.typed::<ByteArrayType>().write_batch(&vals, Some(&defs), None)?;
+                col.close()?;
+                col = rg.next_column()?.expect("a second leaf column per image column");
+                let (vals, defs) = image_member(x, |c| c.path.as_deref().map(str::as_bytes));
+                col.typed::<ByteArrayType>().write_batch(&vals, Some(&defs), None)?;
             }
         }
         col.close()?;

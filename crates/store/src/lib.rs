@@ -14,11 +14,14 @@
 //!   so reading one score for a million items is one 4 MB read
 //! - `tags`     u32 BE -> bincode Tag    triage decisions
 //! - `ann`      arroy Cosine, index = space index      'more like this' queries
+//! - `sums`     kind + record key -> CRC-32            checksums of items, thumbnails, vectors, probs, columns
 
 pub mod ann;
 pub mod export;
 pub mod npy;
 pub mod schema;
+pub mod sums;
+pub mod verify;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -28,6 +31,7 @@ use heed::types::{Bytes, SerdeBincode, SerdeJson, Str, U32, U64};
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sums::{Check, Part};
 
 /// Read methods take `&RoTxn`: a read transaction and a write transaction both deref to it.
 pub use heed::{RoTxn, RwTxn};
@@ -81,6 +85,26 @@ pub enum StoreError {
     Heed { dir: PathBuf, source: heed::Error },
     #[error("arroy index error: {0}")]
     Ann(#[from] arroy::Error),
+    #[error(
+        "the store at {dir} is damaged: {what} of {} do not match their checksums{}. Run `torchlight verify \
+         --store {dir}` for the whole list; `export --skip-damaged` leaves them out",
+        ids_text(.ids), .space.as_ref().map(|s| format!(" in space {s}")).unwrap_or_default()
+    )]
+    Checksum { dir: PathBuf, what: &'static str, space: Option<String>, ids: Vec<u32> },
+    #[error(
+        "the store at {dir} is damaged: column {name} does not match its checksum. Run `torchlight analyze --store \
+         {dir}` to compute it again"
+    )]
+    ColumnChecksum { dir: PathBuf, name: String },
+}
+
+/// Item ids for a message: the first few, and how many more.
+pub fn ids_text(ids: &[u32]) -> String {
+    const SHOWN: usize = 10;
+    let head: Vec<String> = ids.iter().take(SHOWN).map(|id| format!("#{id}")).collect();
+    let more = ids.len().saturating_sub(SHOWN);
+    let noun = if ids.len() == 1 { "item" } else { "items" };
+    if more > 0 { format!("{noun} {} and {more} more", head.join(", ")) } else { format!("{noun} {}", head.join(", ")) }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -104,7 +128,7 @@ macro_rules! all_dbs {
     };
     (into $tuple:expr) => {{
         let (meta, items, thumbs, skipped, vectors, probs, columns, tags, ann) = $tuple;
-        Dbs { meta, items, thumbs, skipped, vectors, probs, columns, tags, ann }
+        Dbs { meta, items, thumbs, skipped, vectors, probs, columns, tags, ann, sums: None }
     }};
 }
 
@@ -119,6 +143,8 @@ struct Dbs {
     columns: Database<'static, Str, Bytes>,
     tags: Database<'static, U32<BigEndian>, SerdeBincode<Tag>>,
     ann: arroy::Database<'static, arroy::distances::Cosine>,
+    /// Absent only in a store of schema version 1 opened for reading.
+    sums: Option<Database<'static, Bytes, U32<BigEndian>>>,
 }
 
 /// LMDB's file format: each of the first two pages is a meta page (a 16-byte page header, then the meta); the
@@ -209,6 +235,9 @@ fn refuse_non_directory(dir: &Path) -> Result<()> {
     }
 }
 
+/// Items whose record is whole, with their ids, and the ids of the damaged ones.
+pub type CheckedItems = (Vec<(u32, Item)>, Vec<u32>);
+
 /// An open store. Cheap to share by reference across threads; each thread opens its own read transaction.
 pub struct Store {
     env: Env,
@@ -249,21 +278,50 @@ fn column_key(space: &str, name: &str) -> String {
 
 /// Column blobs: 1 byte type (0 = f32, 1 = u32), 3 zero bytes, u32 LE width, then LE values.
 /// Public (with `decode_column` and `decode_column_row`) so fuzz/ can feed them arbitrary bytes.
+/// A column blob: `[type, format, 0, 0]`, the width (u32 LE), then for format 1 the CRC-32 of the type, width
+/// and values (u32 LE), then the values. Format 0 (stores of schema version 1) has no checksum. A column carries
+/// its own checksum, rather than one in `sums`, so reading it touches no other page.
+pub(crate) const COLUMN_CHECKED: u8 = 1;
+
 pub fn encode_column(col: &Column) -> Vec<u8> {
     let (tag, width, payload): (u8, u32, &[u8]) = match col {
         Column::F32 { width, values } => (0, *width, bytemuck::cast_slice(values)),
         Column::U32 { width, values } => (1, *width, bytemuck::cast_slice(values)),
     };
-    let mut out = Vec::with_capacity(8 + payload.len());
-    out.extend_from_slice(&[tag, 0, 0, 0]);
+    let mut out = Vec::with_capacity(12 + payload.len());
+    out.extend_from_slice(&[tag, COLUMN_CHECKED, 0, 0]);
     out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&column_crc(tag, width, payload).to_le_bytes());
     out.extend_from_slice(payload);
     out
 }
 
+fn column_crc(tag: u8, width: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[tag]);
+    h.update(&width.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Where a column blob's values start, by its format byte.
+fn column_body_start(format: u8) -> Option<usize> {
+    match format {
+        0 => Some(8),
+        COLUMN_CHECKED => Some(12),
+        _ => None,
+    }
+}
+
+/// Why a column blob was refused when it fails its checksum (the other reasons say what is malformed).
+pub const COLUMN_CHECKSUM_MISMATCH: &str = "does not match its checksum";
+
 pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
     let corrupt = |why: &str| StoreError::Corrupt { what: format!("column {name}"), why: why.to_string() };
-    if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(4) {
+    let Some(start) = bytes.get(1).and_then(|&f| column_body_start(f)) else {
+        return Err(corrupt("bad header"));
+    };
+    if bytes.len() < start || !(bytes.len() - start).is_multiple_of(4) {
         return Err(corrupt("bad length"));
     }
     let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
@@ -272,10 +330,13 @@ pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
     }
     // Found by fuzz/store_column: without these, a blob with junk in its padding or a partial last row
     // decoded as if it were whole.
-    if bytes[1..4] != [0, 0, 0] {
+    if bytes[2..4] != [0, 0] {
         return Err(corrupt("nonzero padding"));
     }
-    let body = &bytes[8..];
+    let body = &bytes[start..];
+    if start == 12 && u32::from_le_bytes(bytes[8..12].try_into().unwrap()) != column_crc(bytes[0], width, body) {
+        return Err(corrupt(COLUMN_CHECKSUM_MISMATCH));
+    }
     if !(body.len() / 4).is_multiple_of(width as usize) {
         return Err(corrupt("length is not a whole number of rows"));
     }
@@ -292,16 +353,18 @@ pub fn decode_column(name: &str, bytes: &[u8]) -> Result<Column> {
 /// One row of a column blob; None when the row is past the end. Offsets are checked: a corrupt width must not
 /// overflow into a wrong slice.
 pub fn decode_column_row(name: &str, bytes: &[u8], row: u32) -> Result<Option<Column>> {
-    if bytes.len() < 8 {
-        return Err(StoreError::Corrupt { what: format!("column {name}"), why: "bad length".into() });
-    }
+    let Some(header) = bytes.get(1).and_then(|&f| column_body_start(f)).filter(|&h| bytes.len() >= h) else {
+        return Err(StoreError::Corrupt { what: format!("column {name}"), why: "bad header".into() });
+    };
     let width = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
     let row_bytes = width.checked_mul(4);
-    let start = row_bytes.and_then(|r| r.checked_mul(row as usize)).and_then(|o| o.checked_add(8));
+    let start = row_bytes.and_then(|r| r.checked_mul(row as usize)).and_then(|o| o.checked_add(header));
     let Some(body) = start.zip(row_bytes).and_then(|(s, r)| bytes.get(s..s.checked_add(r)?)) else {
         return Ok(None);
     };
-    let mut one = bytes[..8].to_vec();
+    // One row cannot be checked against the whole column's checksum: it is decoded as an unchecked blob.
+    let mut one = vec![bytes[0], 0, bytes[2], bytes[3]];
+    one.extend_from_slice(&bytes[4..8]);
     one.extend_from_slice(body);
     decode_column(name, &one).map(Some)
 }
@@ -324,20 +387,6 @@ fn data_map(dir: &Path) -> Option<(usize, usize)> {
         let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
         (b > a).then_some((a, b - a))
     })
-}
-
-/// Drops the pages under a value borrowed from the map (already copied out) from this process's resident set,
-/// as `Store::release_map` does for the whole map; pages shared with neighbouring values fault back in if used.
-fn release_pages(bytes: &[u8]) {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    let start = bytes.as_ptr() as usize;
-    let first = start.div_ceil(page) * page;
-    let end = (start + bytes.len()) / page * page;
-    if end > first {
-        // SAFETY: whole pages strictly inside a value of LMDB's read-only, file-backed map (see `release_map`).
-        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
-    }
 }
 
 /// LMDB values carry no alignment guarantee, so f32s are copied out rather than cast in place.
@@ -423,11 +472,12 @@ impl Store {
         };
         let rtxn = env.read_txn().map_err(heed_err)?;
         // A database missing from the file is reported as NotFound and turned into a clear error below.
-        let db = env
+        let (db, sums) = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo
+                let required = all_dbs!(|name| dbo
                     .open_database(rtxn, Some(name))?
-                    .ok_or(heed::Error::Mdb(heed::MdbError::NotFound))?)))
+                    .ok_or(heed::Error::Mdb(heed::MdbError::NotFound))?);
+                Ok(CommitOrAbort::<_, ()>::Commit((required, dbo.open_database(rtxn, Some("sums"))?)))
             })
             .map_err(|e| match e {
                 heed::Error::Mdb(heed::MdbError::NotFound) => StoreError::Corrupt {
@@ -437,13 +487,13 @@ impl Store {
                 other => heed_err(other),
             })?
             .unwrap_commit();
-        let db = all_dbs!(into db);
+        let db = Dbs { sums, ..all_dbs!(into db) };
         let store = Store { env, db, dir: dir.to_path_buf(), read_only: true, map: Default::default() };
         let found = {
             let rtxn = store.read_txn()?;
             store.schema_version(&rtxn)?
         };
-        if found != SCHEMA_VERSION {
+        if !(OLDEST_READABLE..=SCHEMA_VERSION).contains(&found) {
             return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
         }
         Ok(store)
@@ -459,27 +509,27 @@ impl Store {
         // SAFETY: the environment is opened once per Store and the data file is only modified through LMDB.
         let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(MAX_DBS).open(dir) }.map_err(heed_err)?;
         let wtxn = env.write_txn().map_err(heed_err)?;
-        let db = env
+        let (db, sums) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit(all_dbs!(|name| dbo.create_database(wtxn, Some(name))?)))
+                let all = all_dbs!(|name| dbo.create_database(wtxn, Some(name))?);
+                Ok(CommitOrAbort::<_, ()>::Commit((all, dbo.create_database(wtxn, Some("sums"))?)))
             })
             .map_err(heed_err)?
             .unwrap_commit();
-        let db = all_dbs!(into db);
+        let db = Dbs { sums: Some(sums), ..all_dbs!(into db) };
         let mut wtxn = env.write_txn().map_err(heed_err)?;
-        match db.meta.get(&wtxn, key::SCHEMA).map_err(heed_err)? {
-            None => {
+        let found = db.meta.get(&wtxn, key::SCHEMA).map_err(heed_err)?.map(|v| v.as_u64().unwrap_or(0) as u32);
+        match found {
+            Some(SCHEMA_VERSION) => {}
+            // A new store, or a version 1 store, which needs only the sums database to be version 2.
+            None | Some(OLDEST_READABLE) => {
                 db.meta.put(&mut wtxn, key::SCHEMA, &serde_json::json!(SCHEMA_VERSION)).map_err(heed_err)?;
-                wtxn.commit().map_err(heed_err)?;
             }
             Some(found) => {
-                wtxn.abort();
-                let found = found.as_u64().unwrap_or(0) as u32;
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
-                }
+                return Err(StoreError::SchemaMismatch { dir: dir.to_path_buf(), found, expected: SCHEMA_VERSION });
             }
         }
+        wtxn.commit().map_err(heed_err)?;
         Ok(Store { env, db, dir: dir.to_path_buf(), read_only: false, map: Default::default() })
     }
 
@@ -643,13 +693,39 @@ impl Store {
     }
 
     pub fn put_item(&self, wtxn: &mut RwTxn, id: u32, item: &Item) -> Result<()> {
-        self.db.items.put(wtxn, &id, item).map_err(|e| self.heed_err(e))
+        // Encoded here, so the bytes summed are the bytes stored (the database's codec is the same bincode).
+        let bytes = bincode::serialize(item)
+            .map_err(|e| StoreError::Corrupt { what: format!("item {id}"), why: e.to_string() })?;
+        self.db.items.remap_data_type::<Bytes>().put(wtxn, &id, &bytes).map_err(|e| self.heed_err(e))?;
+        self.put_sum(wtxn, Part::Item, &id.to_be_bytes(), &bytes)
     }
 
-    /// All items in id order.
+    /// All items in id order; an item record that does not match its checksum is an error naming it.
     pub fn items(&self, rtxn: &RoTxn) -> Result<Vec<Item>> {
-        let iter = self.db.items.iter(rtxn).map_err(|e| self.heed_err(e))?;
-        iter.map(|r| r.map(|(_, item)| item).map_err(|e| self.heed_err(e))).collect()
+        let (items, damaged) = self.items_checked(rtxn)?;
+        if damaged.is_empty() {
+            return Ok(items.into_iter().map(|(_, item)| item).collect());
+        }
+        Err(StoreError::Checksum { dir: self.dir.clone(), what: "the records", space: None, ids: damaged })
+    }
+
+    /// The items whose record matches its checksum (with their ids, in id order), and the ids of those that do
+    /// not or cannot be decoded.
+    pub fn items_checked(&self, rtxn: &RoTxn) -> Result<CheckedItems> {
+        let iter = self.db.items.remap_data_type::<Bytes>().iter(rtxn).map_err(|e| self.heed_err(e))?;
+        let (mut items, mut damaged) = (Vec::new(), Vec::new());
+        for r in iter {
+            let (id, bytes) = r.map_err(|e| self.heed_err(e))?;
+            let item = match self.check_sum(rtxn, Part::Item, &id.to_be_bytes(), bytes)? {
+                Check::Mismatch => None,
+                Check::Ok | Check::Unchecked => bincode::deserialize::<Item>(bytes).ok(),
+            };
+            match item {
+                Some(item) => items.push((id, item)),
+                None => damaged.push(id),
+            }
+        }
+        Ok((items, damaged))
     }
 
     /// Dataset label of every item (id order).
@@ -682,7 +758,10 @@ impl Store {
         let key = column_key("", columns::LABEL);
         Ok(match self.db.columns.get(rtxn, &key).map_err(|e| self.heed_err(e))? {
             None => true,
-            Some(bytes) => bytes.len() != 8 + 4 * n || bytes[..4] != [1, 0, 0, 0],
+            Some(bytes) => {
+                let start = bytes.get(1).and_then(|&f| column_body_start(f));
+                bytes[0] != 1 || start.is_none_or(|s| bytes.len() != s + 4 * n)
+            }
         })
     }
 
@@ -733,7 +812,8 @@ impl Store {
     }
 
     pub fn put_thumbnail(&self, wtxn: &mut RwTxn, id: u32, png: &[u8]) -> Result<()> {
-        self.db.thumbs.put(wtxn, &id, png).map_err(|e| self.heed_err(e))
+        self.db.thumbs.put(wtxn, &id, png).map_err(|e| self.heed_err(e))?;
+        self.put_sum(wtxn, Part::Thumbnail, &id.to_be_bytes(), png)
     }
 
     pub fn skipped(&self, rtxn: &RoTxn) -> Result<Vec<Skipped>> {
@@ -749,7 +829,9 @@ impl Store {
     // ---- embeddings and probabilities ----
 
     pub fn put_embedding(&self, wtxn: &mut RwTxn, space: u16, id: u32, v: &[f32]) -> Result<()> {
-        self.db.vectors.put(wtxn, &vec_key(space, id), &f32_le(v)).map_err(|e| self.heed_err(e))
+        let (key, bytes) = (vec_key(space, id), f32_le(v));
+        self.db.vectors.put(wtxn, &key, &bytes).map_err(|e| self.heed_err(e))?;
+        self.put_sum(wtxn, Part::Embedding, &key.to_be_bytes(), &bytes)
     }
 
     pub fn embedding(&self, rtxn: &RoTxn, space: u16, id: u32) -> Result<Option<Vec<f32>>> {
@@ -773,9 +855,38 @@ impl Store {
         dim: usize,
         out: &mut Vec<f32>,
     ) -> Result<u32> {
+        let mut damaged = Vec::new();
+        let rows = self.rows_checked(rtxn, Part::Embedding, space, start, count, dim, out, &mut damaged)?;
+        if !damaged.is_empty() {
+            return Err(StoreError::Checksum {
+                dir: self.dir.clone(),
+                what: "the embeddings",
+                space: self.space_name(rtxn, space),
+                ids: damaged,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Consecutive rows of `width` floats of `part` (embeddings or probabilities) of `space` from id `start`,
+    /// appended to `out` up to the first missing id; the ids whose row does not match its checksum go to
+    /// `damaged` (their rows are appended all the same, so rows and ids stay aligned). Returns the rows read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rows_checked(
+        &self,
+        rtxn: &RoTxn,
+        part: Part,
+        space: u16,
+        start: u32,
+        count: u32,
+        width: usize,
+        out: &mut Vec<f32>,
+        damaged: &mut Vec<u32>,
+    ) -> Result<u32> {
+        let db = if part == Part::Probs { self.db.probs } else { self.db.vectors };
         let end = (u64::from(start) + u64::from(count)).min(u64::from(u32::MAX));
         let range = vec_key(space, start)..(vec_key(space, 0) + end);
-        let iter = self.db.vectors.range(rtxn, &range).map_err(|e| self.heed_err(e))?;
+        let iter = db.range(rtxn, &range).map_err(|e| self.heed_err(e))?;
         let mut expected = start;
         for r in iter {
             let (k, v) = r.map_err(|e| self.heed_err(e))?;
@@ -783,16 +894,24 @@ impl Store {
             if id != expected {
                 break;
             }
-            if v.len() != dim * 4 {
+            if v.len() != width * 4 {
                 return Err(StoreError::Corrupt {
-                    what: format!("embedding {id} of space {space}"),
-                    why: format!("{} bytes, expected {}", v.len(), dim * 4),
+                    what: format!("{} {id} of space {space}", part.name()),
+                    why: format!("{} bytes, expected {}", v.len(), width * 4),
                 });
+            }
+            if self.check_sum(rtxn, part, &k.to_be_bytes(), v)? == Check::Mismatch {
+                damaged.push(id);
             }
             out.extend(v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())));
             expected += 1;
         }
         Ok(expected - start)
+    }
+
+    /// The name of the space with index `index`, for messages.
+    fn space_name(&self, rtxn: &RoTxn, index: u16) -> Option<String> {
+        self.spaces(rtxn).ok()?.into_iter().find(|s| s.index == index).map(|s| s.name)
     }
 
     /// The whole space as a row-major [N, dim] matrix.
@@ -804,7 +923,9 @@ impl Store {
     }
 
     pub fn put_probs(&self, wtxn: &mut RwTxn, space: u16, id: u32, p: &[f32]) -> Result<()> {
-        self.db.probs.put(wtxn, &vec_key(space, id), &f32_le(p)).map_err(|e| self.heed_err(e))
+        let (key, bytes) = (vec_key(space, id), f32_le(p));
+        self.db.probs.put(wtxn, &key, &bytes).map_err(|e| self.heed_err(e))?;
+        self.put_sum(wtxn, Part::Probs, &key.to_be_bytes(), &bytes)
     }
 
     pub fn probs(&self, rtxn: &RoTxn, space: u16, id: u32) -> Result<Option<Vec<f32>>> {
@@ -818,19 +939,14 @@ impl Store {
         }
         let c = space.num_classes as usize;
         let mut out = Vec::with_capacity(n as usize * c);
-        let iter = self.db.probs.range(rtxn, &space_range(space.index)).map_err(|e| self.heed_err(e))?;
-        let mut rows = 0u32;
-        for r in iter {
-            let (k, v) = r.map_err(|e| self.heed_err(e))?;
-            let id = k as u32;
-            if id != rows || v.len() != c * 4 {
-                return Ok(None);
-            }
-            out.extend(v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())));
-            rows += 1;
-            if rows == n {
-                break;
-            }
+        let mut damaged = Vec::new();
+        let rows = match self.rows_checked(rtxn, Part::Probs, space.index, 0, n, c, &mut out, &mut damaged) {
+            Err(StoreError::Corrupt { .. }) => return Ok(None),
+            other => other?,
+        };
+        if !damaged.is_empty() {
+            let (dir, space) = (self.dir.clone(), Some(space.name.clone()));
+            return Err(StoreError::Checksum { dir, what: "the probabilities", space, ids: damaged });
         }
         Ok((rows == n).then_some(out))
     }
@@ -850,8 +966,15 @@ impl Store {
             None => Ok(None),
             Some(bytes) => {
                 let col = decode_column(&key, bytes);
-                release_pages(bytes);
-                col.map(Some)
+                // The whole map, not just the blob's pages: the kernel maps pages around each fault, and those
+                // around the blob's ends and its path in the tree would stay.
+                self.release_map();
+                match col {
+                    Err(StoreError::Corrupt { why, .. }) if why == COLUMN_CHECKSUM_MISMATCH => {
+                        Err(StoreError::ColumnChecksum { dir: self.dir.clone(), name: key })
+                    }
+                    other => other.map(Some),
+                }
             }
         }
     }

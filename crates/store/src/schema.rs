@@ -3,7 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the layout or a record's encoding changes; a store of another version is refused on open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the `sums` database (checksums).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest version this torchlight opens: a version 1 store reads as one without checksums, and gains them
+/// (and version 2) the first time it is opened for writing.
+pub const OLDEST_READABLE: u32 = 1;
 
 /// What was ingested: enough to refuse a second ingest of a different dataset into the same store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,10 +161,16 @@ pub mod columns {
     /// U32 xk / F32 xk: the k nearest neighbours (self excluded), nearest first.
     pub const KNN_IDS: &str = "knn_ids";
     pub const KNN_DISTANCES: &str = "knn_distances";
-    /// U32 x1: 1 when the nearest neighbour is closer than the duplicate threshold.
+    /// U32 x1: 1 for a near duplicate as cleanlab Datalab defines it: a neighbour closer than a fraction
+    /// (the near-duplicate threshold) of the space's median nearest-neighbour distance, or an exact duplicate.
     pub const NEAR_DUPLICATE: &str = "near_duplicate";
-    /// U32 x1: id of the smallest member of the item's duplicate group, u32::MAX when none.
+    /// F32 x1: cleanlab's near_duplicate_score, `1 - exp(-nn distance / median)`: 0 = exact duplicate.
+    pub const NEAR_DUPLICATE_SCORE: &str = "near_duplicate_score";
+    /// U32 x1: id of the smallest member of the item's near-duplicate group, u32::MAX when none.
     pub const DUPLICATE_GROUP: &str = "duplicate_group";
+    /// U32 x1: 1 when the nearest neighbour is closer than the absolute cosine duplicate threshold (the
+    /// article's near-duplicate rule).
+    pub const NN_FLAG: &str = "nn_flag";
     /// With classifier probabilities: U32 predicted class, F32 its probability, F32 self-confidence
     /// p(given label), U32 1 when confident learning flags the label.
     pub const PRED: &str = "pred";

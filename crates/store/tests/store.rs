@@ -365,3 +365,57 @@ fn embeddings_export_by_extension() {
     assert!(err.contains("e.txt") && err.contains(".npy") && err.contains(".csv"), "{err}");
     assert!(!txt.exists());
 }
+
+/// A store written before checksums (schema version 1: no `sums` database, columns without a checksum) reads
+/// as it is, counted as unchecked rather than damaged; the first write-open upgrades it to version 2.
+#[test]
+fn a_version_1_store_reads_unchecked_and_upgrades_on_write() {
+    use heed::types::{Bytes, SerdeJson, Str, U32};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let env = unsafe { heed::EnvOpenOptions::new().max_dbs(16).map_size(1 << 30).open(dir.path()) }.unwrap();
+        let w = env.write_txn().unwrap();
+        type Meta<'e> = heed::Database<'e, Str, SerdeJson<serde_json::Value>>;
+        type Items<'e> = heed::Database<'e, U32<heed::byteorder::BigEndian>, Bytes>;
+        let (meta, items, columns): (Meta, Items, heed::Database<Str, Bytes>) = env
+            .create_databases_and_commit(w, |dbo, w| -> heed::Result<_> {
+                for name in ["thumbs", "skipped", "vectors", "probs", "tags", "ann"] {
+                    dbo.create_database::<Bytes, Bytes>(w, Some(name))?;
+                }
+                let meta = dbo.create_database(w, Some("meta"))?;
+                let items = dbo.create_database(w, Some("items"))?;
+                let columns = dbo.create_database(w, Some("columns"))?;
+                Ok(heed::CommitOrAbort::<_, ()>::Commit((meta, items, columns)))
+            })
+            .unwrap()
+            .unwrap_commit();
+        let mut w = env.write_txn().unwrap();
+        meta.put(&mut w, "schema_version", &serde_json::json!(1)).unwrap();
+        items.put(&mut w, &0, &bincode::serialize(&item(0, Some(2))).unwrap()).unwrap();
+        let mut old_column = vec![0u8, 0, 0, 0];
+        old_column.extend_from_slice(&1u32.to_le_bytes());
+        old_column.extend_from_slice(&0.75f32.to_le_bytes());
+        columns.put(&mut w, "s/outlier_score", &old_column).unwrap();
+        w.commit().unwrap();
+    }
+    {
+        let store = Store::open_reading(dir.path()).unwrap();
+        let r = store.read_txn().unwrap();
+        assert_eq!(store.schema_version(&r).unwrap(), 1);
+        assert_eq!(store.items(&r).unwrap(), vec![item(0, Some(2))]);
+        assert_eq!(store.column(&r, "s", "outlier_score").unwrap(), Some(Column::F32 { width: 1, values: vec![0.75] }));
+        drop(r);
+        let report = store.verify(&|_, _, _| {}).unwrap();
+        assert!(!report.is_damaged(), "{:?}", report.problems);
+        assert_eq!((report.checked, report.unchecked), (0, 2));
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.write_txn().unwrap();
+    store.put_item(&mut w, 1, &item(1, None)).unwrap();
+    store.commit(w).unwrap();
+    let r = store.read_txn().unwrap();
+    assert_eq!(store.schema_version(&r).unwrap(), torchlight_store::SCHEMA_VERSION);
+    drop(r);
+    let report = store.verify(&|_, _, _| {}).unwrap();
+    assert_eq!((report.checked, report.unchecked, report.is_damaged()), (1, 2, false), "{:?}", report.problems);
+}

@@ -30,7 +30,9 @@ pub fn main() -> Result<()> {
         Command::Ingest(args) => ingest::run(*args),
         Command::Analyze(args) => analyze::run(args),
         // Typed at the engine directly: hand them to the binary without libtorch.
-        Command::Browse(_) | Command::Export(_) => exec::sibling(exec::LIGHT, std::env::args_os().skip(1)),
+        Command::Browse(_) | Command::Export(_) | Command::Verify(_) => {
+            exec::sibling(exec::LIGHT, std::env::args_os().skip(1))
+        }
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
     }
