@@ -27,13 +27,16 @@ pub enum Format {
 /// Which vector of a transformer becomes the item's embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Pooling {
-    /// ViT: the CLS token of the last hidden state (the article's choice for ViT). Swin has no CLS token: its
-    /// pooled output.
+    /// ViT: the CLS token of the last hidden state. Swin has no CLS token: its pooled output (the mean of the
+    /// final tokens), a better Swin embedding than any single token.
     Cls,
     /// ViT: the mean of the patch tokens (CLS excluded). Swin: its pooled output.
     Mean,
     /// ViT: the pooler, tanh(dense(CLS)), for checkpoints that have one. Swin: its pooled output.
     Pooler,
+    /// `last_hidden_state[:, 0]` whatever the architecture, as the article computes it: ViT's CLS token;
+    /// for Swin the first (top-left) token of the final-layernormed last stage.
+    First,
 }
 
 /// The floating-point type models run in.

@@ -28,7 +28,7 @@ fn load(dir: &Path, pooling: Pooling) -> Result<Embedder, ModelError> {
     Embedder::load(dir.to_str().unwrap(), &ModelOptions { pooling, ..ModelOptions::default() })
 }
 
-const HF: [&str; 5] = ["vit_bare", "vit_cls_nonsquare", "vit_cls_tanh", "swin_bare", "swin_cls"];
+const HF: [&str; 6] = ["vit_bare", "vit_cls_nonsquare", "vit_cls_tanh", "swin_bare", "swin_cls", "swin_padded"];
 
 #[test]
 fn hidden_states_pooled_and_logits_match_transformers() {
@@ -128,11 +128,48 @@ fn specs_labels_and_pooling_choices() {
     assert_eq!(pooler.class_names(), Vec::<String>::new());
     assert_eq!(pooler.spec().pooling, "pooler");
 
-    // Swin: no CLS token, every pooling is the pooled output.
+    // Swin: no CLS token, every pooling but `first` is the pooled output.
     let dir = fixtures().join("hf/swin_cls");
     let m = load(&dir, Pooling::Mean).unwrap();
     assert_eq!((m.dim(), m.num_classes(), m.spec().kind.as_str()), (24, 4, "swin"));
     assert_eq!(m.class_names(), ["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3"]);
+}
+
+/// `--pooling first` is `last_hidden_state[:, 0]` as transformers computes it: Swin's first token after the final
+/// layernorm (square, non-square, windows padded), ViT's CLS token.
+#[test]
+fn first_pooling_is_token_zero_of_transformers_last_hidden_state() {
+    for name in ["swin_bare", "swin_cls", "swin_padded"] {
+        let dir = fixtures().join("hf").join(name);
+        let exp = expected(&dir);
+        let pixels = get(&exp, "pixel_values").unwrap();
+        let want = get(&exp, "first_token").unwrap();
+        let first = load(&dir, Pooling::First).unwrap();
+        assert_eq!((first.spec().pooling.as_str(), first.dim() as i64), ("first", want.size()[1]), "{name}");
+        let n = pixels.size()[0] as usize;
+        let flat: Vec<f32> = pixels.flatten(0, -1).try_into().unwrap();
+        let ours = Tensor::from_slice(&first.embed(&flat, n).unwrap().embeddings).view([n as i64, -1]);
+        let d = max_diff(&ours, &want);
+        println!("{name:18} first token       max |diff| {d:.2e}");
+        assert!(d <= 1e-4, "{name}: first token differs by {d}");
+        // The default stays the pooled output, which is not the first token.
+        let pooled = load(&dir, Pooling::Cls).unwrap().forward(&pixels).unwrap().embedding;
+        assert!(max_diff(&pooled, &get(&exp, "pooler_output").unwrap()) <= 1e-4, "{name}");
+        assert!(max_diff(&pooled, &want) > 1e-2, "{name}: pooled output and first token coincide");
+    }
+    for name in ["vit_bare", "vit_cls_nonsquare", "vit_cls_tanh"] {
+        let dir = fixtures().join("hf").join(name);
+        let exp = expected(&dir);
+        let pixels = get(&exp, "pixel_values").unwrap();
+        let first = load(&dir, Pooling::First).unwrap();
+        let ours = first.forward(&pixels).unwrap().embedding;
+        let d = max_diff(&ours, &get(&exp, "last_hidden_state").unwrap().select(1, 0));
+        assert!(d <= 1e-4, "{name}: CLS token differs by {d}");
+        let cls = load(&dir, Pooling::Cls).unwrap();
+        assert!(ours.equal(&cls.forward(&pixels).unwrap().embedding), "{name}: first and cls differ on ViT");
+        // Equal vectors, but another recorded pooling: a store made with one refuses the other.
+        assert_eq!((first.spec().pooling.as_str(), cls.spec().pooling.as_str()), ("first", "cls"));
+    }
 }
 
 #[test]

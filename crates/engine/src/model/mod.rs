@@ -31,6 +31,7 @@ pub struct ModelOptions {
     pub device: Device,
     /// Float (default), Half or BFloat16; the last two only on CUDA.
     pub kind: Kind,
+    /// Recorded in the model's spec, so a store refuses the same model with another pooling.
     pub pooling: Pooling,
     /// Preprocessing JSON replacing the model's own (HF preprocessor_config.json or the TorchScript form).
     pub preprocess: Option<PathBuf>,
@@ -382,7 +383,7 @@ impl Embedder {
             Net::Vit(m) => {
                 let o = m.forward(&x);
                 let embedding = match self.pooling {
-                    Pooling::Cls => o.last_hidden_state.select(1, 0),
+                    Pooling::Cls | Pooling::First => o.last_hidden_state.select(1, 0),
                     Pooling::Mean => {
                         let n = o.last_hidden_state.size()[1];
                         o.last_hidden_state.narrow(1, 1, n - 1).mean_dim(1, false, None)
@@ -398,8 +399,14 @@ impl Embedder {
             }
             Net::Swin(m) => {
                 let o = m.forward(&x)?;
+                let embedding = match self.pooling {
+                    // Token 0 is the top-left patch of the last stage, not a summary of the image; it is here
+                    // to reproduce pipelines that take `last_hidden_state[:, 0]` for every model.
+                    Pooling::First => o.last_hidden_state.select(1, 0),
+                    Pooling::Cls | Pooling::Mean | Pooling::Pooler => o.pooler_output.shallow_clone(),
+                };
                 Ok(Outputs {
-                    embedding: o.pooler_output.shallow_clone(),
+                    embedding,
                     last_hidden_state: Some(o.last_hidden_state),
                     pooler_output: Some(o.pooler_output),
                     logits: o.logits,
