@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::{Device, Format, Pooling, Precision, StoreArg, counts, positive};
 
@@ -40,9 +40,14 @@ pub struct IngestArgs {
     /// Image column (parquet, CSV).
     #[arg(long)]
     pub image_column: Option<String>,
-    /// Embedding pooling for transformer models.
+    /// Embedding pooling for transformer models, for every model without its own --pooling-of.
     #[arg(long, value_enum, default_value_t = Pooling::Cls)]
     pub pooling: Pooling,
+    /// One space's pooling as NAME=POOLING, NAME being foundation, finetuned or a --model NAME: e.g.
+    /// `--pooling first --pooling-of foundation=cls` (pooled foundation, fine-tuned first). A flag of its own
+    /// so that no model id or path (org/name@rev, C:\models\vit) is ever split for a pooling. Repeatable.
+    #[arg(long = "pooling-of", value_name = "NAME=POOLING", value_parser = space_pooling)]
+    pub pooling_of: Vec<(String, Pooling)>,
     /// auto (CUDA when libtorch sees it), cpu, cuda or cuda:N.
     #[arg(long, default_value_t = Device::Auto)]
     pub device: Device,
@@ -61,4 +66,17 @@ pub struct IngestArgs {
     /// Preprocessing JSON for TorchScript models (image_size, mean, std, resample, channels).
     #[arg(long, value_name = "FILE")]
     pub preprocess: Option<PathBuf>,
+}
+
+/// `NAME=POOLING` of `--pooling-of`; whether NAME is a model space is checked once the models are known.
+fn space_pooling(s: &str) -> Result<(String, Pooling), String> {
+    let values = || Pooling::value_variants().iter().map(Pooling::to_string).collect::<Vec<_>>().join(", ");
+    let (name, pooling) =
+        s.split_once('=').ok_or_else(|| format!("expected NAME=POOLING, POOLING one of {}", values()))?;
+    if name.is_empty() {
+        return Err("expected NAME=POOLING: the space NAME is empty".into());
+    }
+    let pooling = Pooling::from_str(pooling, false)
+        .map_err(|_| format!("unknown pooling '{pooling}': use one of {}", values()))?;
+    Ok((name.to_string(), pooling))
 }

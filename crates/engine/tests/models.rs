@@ -172,6 +172,73 @@ fn first_pooling_is_token_zero_of_transformers_last_hidden_state() {
     }
 }
 
+fn engine(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_torchlight-engine"))
+        .args(args)
+        .env_remove("TORCHLIGHT_STORE")
+        .output()
+        .unwrap()
+}
+
+fn poolings(store: &Path) -> Vec<(String, String)> {
+    let store = torchlight_store::Store::open(store).unwrap();
+    let rtxn = store.read_txn().unwrap();
+    store.spaces(&rtxn).unwrap().into_iter().map(|s| (s.name, s.model.pooling)).collect()
+}
+
+/// `--pooling-of NAME=POOLING` gives one space its own pooling, `--pooling` the rest; the store records each, and
+/// a later ingest that would embed a space with another pooling is refused before writing.
+#[test]
+fn pooling_per_space_is_recorded_and_another_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("images");
+    copy_dir(&fixtures().join("images"), &data);
+    let store = tmp.path().join("store");
+    let hf = |name: &str| fixtures().join("hf").join(name).to_str().unwrap().to_string();
+    let (foundation, finetuned, vit) = (hf("swin_cls"), hf("swin_padded"), format!("vit={}", hf("vit_bare")));
+    let base = [data.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "flat", "--device", "cpu"];
+    let run = |more: &[&str]| engine(&[&["ingest"], &base[..], more, &["--no-analyze"]].concat());
+
+    let out = run(&[
+        "--foundation",
+        &foundation,
+        "--finetuned",
+        &finetuned,
+        "--model",
+        &vit,
+        "--pooling-of",
+        "finetuned=first",
+        "--pooling-of",
+        "vit=mean",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = [("foundation", "cls"), ("finetuned", "first"), ("vit", "mean")];
+    let recorded = poolings(&store);
+    assert_eq!(recorded.iter().map(|(n, p)| (n.as_str(), p.as_str())).collect::<Vec<_>>(), want);
+
+    // `--pooling first` now reaches the foundation space too, made with cls: refused, nothing written.
+    let out = run(&["--foundation", &foundation, "--finetuned", &finetuned, "--model", &vit, "--pooling", "first"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("space foundation") && err.contains("cls pooling") && err.contains("first pooling"), "{err}");
+    assert_eq!(poolings(&store), recorded);
+
+    // A pooling for a space no model makes, the same space twice, an unknown pooling, no NAME=.
+    let out = run(&["--foundation", &foundation, "--pooling-of", "finetuned=first"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no model makes space finetuned"), "{err}");
+    let out = run(&["--foundation", &foundation, "--pooling-of", "foundation=first", "--pooling-of", "foundation=cls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("given twice"), "{err}");
+    for bad in ["foundation=firts", "first"] {
+        let out = run(&["--foundation", &foundation, "--pooling-of", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("cls, mean, pooler, first"), "{bad}: {err}");
+    }
+    assert_eq!(poolings(&store), recorded);
+}
+
 #[test]
 fn real_checkpoint_configs_parse_to_their_parameter_counts() {
     // gen_models.py writes each config and the parameter count transformers gives it (meta device).

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
-use torchlight_cli::{IngestArgs, Precision, eoutln, out, outln};
+use torchlight_cli::{IngestArgs, Pooling, Precision, eoutln, out, outln};
 use torchlight_store::Store;
 
 use crate::analysis::AnalysisParams;
@@ -113,8 +113,8 @@ fn analyze(store: &Store, args: &IngestArgs) -> Result<()> {
     super::analyze::analyze(store, &AnalysisParams { device, ..AnalysisParams::default() })
 }
 
-/// The models of `--foundation`, `--finetuned` and `--model NAME=MODEL`, loaded (and so checked) before
-/// anything is written.
+/// The models of `--foundation`, `--finetuned` and `--model NAME=MODEL`, each with its `--pooling-of` or else
+/// `--pooling`, loaded (and so checked) before anything is written.
 fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     let mut named: Vec<(String, String)> = Vec::new();
     if let Some(m) = &args.foundation {
@@ -126,6 +126,20 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     for m in &args.models {
         let (name, model) = m.split_once('=').ok_or_else(|| eyre!("--model {m}: expected NAME=MODEL"))?;
         named.push((name.to_string(), model.to_string()));
+    }
+    let mut pooling_of: Vec<(&str, Pooling)> = Vec::new();
+    for (name, pooling) in &args.pooling_of {
+        if !named.iter().any(|(n, _)| n == name) {
+            let spaces: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(eyre!(
+                "--pooling-of {name}={pooling}: no model makes space {name} (model spaces given: {})",
+                if spaces.is_empty() { "none".to_string() } else { spaces.join(", ") }
+            ));
+        }
+        if pooling_of.iter().any(|(n, _)| n == name) {
+            return Err(eyre!("--pooling-of {name}=...: given twice for space {name}"));
+        }
+        pooling_of.push((name, *pooling));
     }
     if named.is_empty() {
         return Ok(Vec::new());
@@ -139,10 +153,11 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     if kind != tch::Kind::Float && device == tch::Device::Cpu {
         return Err(eyre!("--precision {} needs a CUDA device; on CPU use fp32", args.precision));
     }
-    let opts = ModelOptions { device, kind, pooling: args.pooling, preprocess: args.preprocess.clone() };
     named
         .into_iter()
         .map(|(name, model)| {
+            let pooling = pooling_of.iter().find(|(n, _)| *n == name).map_or(args.pooling, |(_, p)| *p);
+            let opts = ModelOptions { device, kind, pooling, preprocess: args.preprocess.clone() };
             let embedder =
                 Embedder::load(&model, &opts).wrap_err_with(|| format!("loading model {model} for space {name}"))?;
             let cfg = embedder.preprocess_config().clone();
