@@ -1,5 +1,6 @@
-//! Image preprocessing as the Hugging Face ViT image processor (PIL backend) does it: RGB conversion, resize with
-//! Pillow's resampling filter, optional centre crop, rescale, normalise; output CHW float32.
+//! Image preprocessing as the Hugging Face image processors with the PIL backend do it (ViT's, CLIP's, BiT's for
+//! DINOv2, SigLIP's): RGB conversion, resize with Pillow's resampling filter (to a fixed size, or the shortest edge
+//! to a length), optional centre crop, rescale, normalise; output CHW float32.
 //!
 //! Pure functions: the config is read once from `preprocessor_config.json` (or a TorchScript model's JSON) and
 //! `preprocess` turns one decoded image into the values a model takes.
@@ -59,13 +60,23 @@ impl Resample {
     }
 }
 
+/// What resizing aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// (height, width), whatever the image's aspect ratio.
+    Exact(u32, u32),
+    /// The shortest edge becomes this long and the other keeps the aspect ratio, rounded down as transformers'
+    /// `get_resize_output_image_size` does; only with a centre crop, which gives every image the same size.
+    ShortestEdge(u32),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessConfig {
-    /// Model input (height, width).
-    pub size: (u32, u32),
+    pub size: Size,
     pub do_resize: bool,
     pub resample: Resample,
-    /// Centre crop (height, width) after resizing, as `do_center_crop` + `crop_size`.
+    /// Centre crop (height, width) after resizing, as `do_center_crop` + `crop_size`; an image smaller than the
+    /// crop is padded with zeros, as transformers does.
     pub center_crop: Option<(u32, u32)>,
     /// Pixel values (0..255) are multiplied by this; None keeps them as they are.
     pub rescale_factor: Option<f32>,
@@ -101,8 +112,11 @@ pub enum Invalid {
     Channels(usize),
     #[error("image size {0:?} is empty")]
     EmptySize((u32, u32)),
-    #[error("crop size {}x{} must fit in the resized {}x{}", .crop.0, .crop.1, .size.0, .size.1)]
-    CropTooBig { crop: (u32, u32), size: (u32, u32) },
+    #[error(
+        "size {{\"shortest_edge\": {0}}} without a centre crop gives every image its own size, which a batch cannot \
+         hold: set do_center_crop and crop_size, or give {{\"height\": H, \"width\": W}}"
+    )]
+    ShortestEdgeNeedsCrop(u32),
     #[error("mean has {mean} values but std has {std}")]
     MeanStd { mean: usize, std: usize },
     #[error("mean/std have {values} values for {channels} channel(s)")]
@@ -110,10 +124,10 @@ pub enum Invalid {
     #[error("std contains 0")]
     StdZero,
     #[error(
-        "size {0} is not supported: give {{\"height\": H, \"width\": W}} (shortest_edge resizing keeps the aspect \
-         ratio, which a fixed-size model cannot take)"
+        "size {0} is not supported: give {{\"height\": H, \"width\": W}} or {{\"shortest_edge\": N}} with a centre \
+         crop"
     )]
-    ShortestEdge(Value),
+    SizeKeys(Value),
     #[error("size {0} is not a positive integer, [height, width] or {{height, width}}")]
     Size(Value),
     #[error("{0} is not a number")]
@@ -124,10 +138,70 @@ pub enum Invalid {
     Json(#[from] serde_json::Error),
 }
 
+/// The defaults of the image processor a `preprocessor_config.json` names, for the keys it omits.
+struct ProcessorDefaults {
+    /// How an int `size` reads: (size, size), or the shortest edge (transformers' `default_to_square`).
+    int_size_is_square: bool,
+    size: Size,
+    center_crop: Option<(u32, u32)>,
+    resample: Resample,
+    /// As f64, like the values a JSON file gives: both become f32 the same way.
+    mean: [f64; 3],
+    std: [f64; 3],
+}
+
+const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
+const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
+
+impl ProcessorDefaults {
+    /// By `image_processor_type` (or the older `feature_extractor_type`): CLIP's and BiT's (DINOv2's) processors
+    /// resize the shortest edge to 224 and crop 224, SigLIP's resizes to 224x224; both read an int size as the
+    /// shortest edge, and use bicubic resampling. Anything else gets the ViT processor's defaults.
+    fn of(json: &Value) -> ProcessorDefaults {
+        let kind = ["image_processor_type", "feature_extractor_type"]
+            .iter()
+            .find_map(|k| json.get(*k).and_then(Value::as_str))
+            .unwrap_or("");
+        if kind.starts_with("CLIP") || kind.starts_with("Bit") {
+            ProcessorDefaults {
+                int_size_is_square: false,
+                size: Size::ShortestEdge(224),
+                center_crop: Some((224, 224)),
+                resample: Resample::Bicubic,
+                mean: OPENAI_CLIP_MEAN,
+                std: OPENAI_CLIP_STD,
+            }
+        } else if kind.starts_with("Siglip") {
+            ProcessorDefaults {
+                int_size_is_square: false,
+                size: Size::Exact(224, 224),
+                center_crop: None,
+                resample: Resample::Bicubic,
+                mean: [0.5; 3],
+                std: [0.5; 3],
+            }
+        } else {
+            ProcessorDefaults {
+                int_size_is_square: true,
+                size: Size::Exact(224, 224),
+                center_crop: None,
+                resample: Resample::Bilinear,
+                mean: [0.5; 3],
+                std: [0.5; 3],
+            }
+        }
+    }
+}
+
 impl PreprocessConfig {
     /// The input (height, width) that preprocessing produces.
     pub fn output_size(&self) -> (u32, u32) {
-        self.center_crop.unwrap_or(self.size)
+        match (self.center_crop, self.size) {
+            (Some(crop), _) => crop,
+            (None, Size::Exact(h, w)) => (h, w),
+            // Refused by `check`; the edge keeps the answer well-defined for a config built by hand.
+            (None, Size::ShortestEdge(n)) => (n, n),
+        }
     }
 
     /// Number of f32 values `preprocess` returns per image.
@@ -136,8 +210,8 @@ impl PreprocessConfig {
         self.channels as usize * h as usize * w as usize
     }
 
-    /// Reads a Hugging Face `preprocessor_config.json` (ViTImageProcessor / ViTFeatureExtractor and friends),
-    /// with the defaults of transformers' ViT image processor for keys the file omits (old feature-extractor
+    /// Reads a Hugging Face `preprocessor_config.json` (ViTImageProcessor / ViTFeatureExtractor, CLIP's, BiT's,
+    /// SigLIP's), with the defaults of the processor it names for keys the file omits (old feature-extractor
     /// files have no `do_rescale`: the processor rescales by 1/255 anyway).
     pub fn from_hf_json(path: &Path) -> Result<Self, PreprocessError> {
         let json = read_json(path)?;
@@ -145,23 +219,25 @@ impl PreprocessConfig {
     }
 
     pub fn from_hf_value(json: &Value) -> Result<Self, Invalid> {
+        let defaults = ProcessorDefaults::of(json);
         let flag = |key: &str, default: bool| json.get(key).and_then(Value::as_bool).unwrap_or(default);
         let size = match json.get("size") {
-            None | Some(Value::Null) => (224, 224),
-            Some(v) => parse_size(v)?,
+            None | Some(Value::Null) => defaults.size,
+            Some(v) => parse_resize(v, defaults.int_size_is_square)?,
         };
         let resample = match json.get("resample") {
-            None | Some(Value::Null) => Resample::Bilinear,
+            None | Some(Value::Null) => defaults.resample,
             Some(Value::Number(n)) => {
                 n.as_i64().and_then(Resample::from_pil_code).ok_or_else(|| Invalid::ResampleCode(n.clone()))?
             }
             Some(Value::String(s)) => Resample::from_name(s).ok_or_else(|| Invalid::ResampleName(s.clone()))?,
             Some(v) => return Err(Invalid::ResampleValue(v.clone())),
         };
-        let center_crop = if flag("do_center_crop", false) {
-            Some(match json.get("crop_size") {
-                Some(v) => parse_size(v)?,
-                None => return Err(Invalid::NoCropSize),
+        let center_crop = if flag("do_center_crop", defaults.center_crop.is_some()) {
+            Some(match (json.get("crop_size"), defaults.center_crop) {
+                (Some(v), _) if !v.is_null() => parse_size(v)?,
+                (_, Some(crop)) => crop,
+                _ => return Err(Invalid::NoCropSize),
             })
         } else {
             None
@@ -172,7 +248,7 @@ impl PreprocessConfig {
             None
         };
         let (mean, std) = if flag("do_normalize", true) {
-            (floats(json.get("image_mean"), 0.5)?, floats(json.get("image_std"), 0.5)?)
+            (floats(json.get("image_mean"), defaults.mean)?, floats(json.get("image_std"), defaults.std)?)
         } else {
             (vec![], vec![])
         };
@@ -204,13 +280,18 @@ impl PreprocessConfig {
         if c != 1 && c != 3 {
             return Err(Invalid::Channels(c));
         }
-        if self.size.0 == 0 || self.size.1 == 0 {
-            return Err(Invalid::EmptySize(self.size));
+        match self.size {
+            Size::Exact(h, w) if h == 0 || w == 0 => return Err(Invalid::EmptySize((h, w))),
+            Size::ShortestEdge(0) => return Err(Invalid::EmptySize((0, 0))),
+            Size::ShortestEdge(n) if self.do_resize && self.center_crop.is_none() => {
+                return Err(Invalid::ShortestEdgeNeedsCrop(n));
+            }
+            _ => {}
         }
         if let Some((ch, cw)) = self.center_crop
-            && (ch > self.size.0 || cw > self.size.1 || ch == 0 || cw == 0)
+            && (ch == 0 || cw == 0)
         {
-            return Err(Invalid::CropTooBig { crop: (ch, cw), size: self.size });
+            return Err(Invalid::EmptySize((ch, cw)));
         }
         if self.mean.len() != self.std.len() {
             return Err(Invalid::MeanStd { mean: self.mean.len(), std: self.std.len() });
@@ -253,8 +334,9 @@ impl TorchScriptMeta {
             None => Resample::Bilinear,
             Some(s) => Resample::from_name(s).ok_or_else(|| Invalid::ResampleName(s.clone()))?,
         };
+        let (h, w) = parse_size(&self.image_size)?;
         let cfg = PreprocessConfig {
-            size: parse_size(&self.image_size)?,
+            size: Size::Exact(h, w),
             do_resize: true,
             resample,
             center_crop: None,
@@ -278,26 +360,45 @@ fn invalid(path: &Path, what: Invalid) -> PreprocessError {
     PreprocessError::Invalid { path: path.display().to_string(), what }
 }
 
-/// `224`, `[H, W]`, or `{"height": H, "width": W}`. (`shortest_edge` sizes keep the aspect ratio, which a
-/// fixed-grid ViT or Swin cannot take, so they are refused rather than guessed.)
+fn dim(v: &Value) -> Option<u32> {
+    v.as_u64().filter(|&n| n > 0 && n < 1 << 16).map(|n| n as u32)
+}
+
+/// `224`, `[H, W]`, or `{"height": H, "width": W}`.
 fn parse_size(v: &Value) -> Result<(u32, u32), Invalid> {
-    let dim = |v: &Value| v.as_u64().filter(|&n| n > 0 && n < 1 << 16).map(|n| n as u32);
     let parsed = match v {
         Value::Number(_) => dim(v).map(|n| (n, n)),
         Value::Array(a) if a.len() == 2 => dim(&a[0]).zip(dim(&a[1])),
         Value::Object(o) => match (o.get("height"), o.get("width")) {
             (Some(h), Some(w)) => dim(h).zip(dim(w)),
-            _ => return Err(Invalid::ShortestEdge(v.clone())),
+            _ => return Err(Invalid::SizeKeys(v.clone())),
         },
         _ => None,
     };
     parsed.ok_or_else(|| Invalid::Size(v.clone()))
 }
 
-fn floats(v: Option<&Value>, default: f32) -> Result<Vec<f32>, Invalid> {
+/// A processor's `size`: what `parse_size` reads, `{"shortest_edge": N}`, or an int that is the shortest edge
+/// for processors whose int sizes are not square (CLIP's, BiT's, SigLIP's). Sizes with a longest edge or a
+/// maximum are refused: they give images of varying size.
+fn parse_resize(v: &Value, int_size_is_square: bool) -> Result<Size, Invalid> {
     match v {
-        None | Some(Value::Null) => Ok(vec![default; 3]),
-        Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(default as f64) as f32]),
+        Value::Number(_) if !int_size_is_square => {
+            dim(v).map(Size::ShortestEdge).ok_or_else(|| Invalid::Size(v.clone()))
+        }
+        Value::Object(o) if o.contains_key("shortest_edge") => match (o.len(), o.get("shortest_edge").and_then(dim)) {
+            (1, Some(n)) => Ok(Size::ShortestEdge(n)),
+            (1, None) => Err(Invalid::Size(v.clone())),
+            _ => Err(Invalid::SizeKeys(v.clone())),
+        },
+        _ => parse_size(v).map(|(h, w)| Size::Exact(h, w)),
+    }
+}
+
+fn floats(v: Option<&Value>, default: [f64; 3]) -> Result<Vec<f32>, Invalid> {
+    match v {
+        None | Some(Value::Null) => Ok(default.iter().map(|&f| f as f32).collect()),
+        Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(default[0]) as f32]),
         Some(Value::Array(a)) => {
             a.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| Invalid::NotANumber(x.clone()))).collect()
         }
@@ -305,20 +406,43 @@ fn floats(v: Option<&Value>, default: f32) -> Result<Vec<f32>, Invalid> {
     }
 }
 
+/// The (height, width) an image of `height` x `width` is resized to.
+fn resized_size(size: Size, height: u32, width: u32) -> (u32, u32) {
+    match size {
+        Size::Exact(h, w) => (h, w),
+        Size::ShortestEdge(n) => {
+            // transformers' get_resize_output_image_size(default_to_square=False): the long edge is
+            // int(n * long / short), a correctly rounded division truncated, as f64 division gives it.
+            let (short, long) = if width <= height { (width, height) } else { (height, width) };
+            let new_long = (n as f64 * long as f64 / short as f64) as u32;
+            if width <= height { (new_long, n) } else { (n, new_long) }
+        }
+    }
+}
+
+/// One axis of transformers' centre crop: (first source pixel, first output pixel, pixels copied). A crop that
+/// fits starts at (size - crop) // 2; a larger one pads with zeros, the image starting at ceil((crop - size) / 2).
+fn crop_axis(size: u32, crop: u32) -> (usize, usize, usize) {
+    if size >= crop {
+        (((size - crop) / 2) as usize, 0, crop as usize)
+    } else {
+        (0, (crop - size).div_ceil(2) as usize, size as usize)
+    }
+}
+
 /// Converts to RGB (or Pillow's luma), resizes, crops, rescales and normalises: `channels * h * w` values, CHW.
 pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
     let (pixels, width, height) = to_pixels(img, cfg.channels);
     let c = cfg.channels as usize;
-    let (pixels, width, height) = if cfg.do_resize && (width, height) != (cfg.size.1, cfg.size.0) {
-        (resize(pixels, width, height, cfg.size, c, cfg.resample), cfg.size.1, cfg.size.0)
+    let target = resized_size(cfg.size, height, width);
+    let (pixels, width, height) = if cfg.do_resize && (width, height) != (target.1, target.0) {
+        (resize(pixels, width, height, target, c, cfg.resample), target.1, target.0)
     } else {
         (pixels, width, height)
     };
-    let (top, left, out_h, out_w) = match cfg.center_crop {
-        // transformers' centre crop: offsets rounded down.
-        Some((ch, cw)) if ch <= height && cw <= width => ((height - ch) / 2, (width - cw) / 2, ch, cw),
-        _ => (0, 0, height, width),
-    };
+    let (out_h, out_w) = cfg.center_crop.unwrap_or((height, width));
+    let (src_y, dst_y, rows) = crop_axis(height, out_h);
+    let (src_x, dst_x, cols) = crop_axis(width, out_w);
     let (out_h, out_w, width) = (out_h as usize, out_w as usize, width as usize);
     let mut out = vec![0f32; c * out_h * out_w];
     for ch in 0..c {
@@ -329,11 +453,14 @@ pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
             _ => (cfg.mean[ch], cfg.std[ch]),
         };
         let plane = &mut out[ch * out_h * out_w..(ch + 1) * out_h * out_w];
-        for y in 0..out_h {
-            let row = (y + top as usize) * width + left as usize;
-            for x in 0..out_w {
+        // Padding is pixel value 0 before rescaling and normalising.
+        plane.fill((0.0 - mean) / std);
+        for y in 0..rows {
+            let row = (y + src_y) * width + src_x;
+            let dst = &mut plane[(y + dst_y) * out_w + dst_x..][..cols];
+            for (x, d) in dst.iter_mut().enumerate() {
                 let v = pixels[(row + x) * c + ch] as f32 * scale;
-                plane[y * out_w + x] = (v - mean) / std;
+                *d = (v - mean) / std;
             }
         }
     }

@@ -260,3 +260,62 @@ fn download_into_cache_then_offline_reuse() {
     assert!(err.contains("cannot download") && err.contains("HF_HUB_OFFLINE=1"), "{err}");
     assert_eq!(server.served.load(Ordering::SeqCst), served);
 }
+
+/// An ImageFolder of `per_class` crops of each fixture photo, one class per photo.
+fn image_folder(dir: &Path, per_class: u32) {
+    for (class, photo) in [("china", "china_96x64.png"), ("flower", "flower_50x70.png")] {
+        let img = image::open(fixture("images").join(photo)).unwrap();
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..per_class {
+            let (x, y) = ((i * 7) % (img.width() - 32), (i * 5) % (img.height() - 32));
+            img.crop_imm(x, y, 32, 32).save(dir.join(class).join(format!("{i:02}.png"))).unwrap();
+        }
+    }
+}
+
+/// A foundation model by hub id through `ingest`, end to end: a whole CLIPModel (text tower included) served in
+/// the hub's layout, downloaded into a fresh cache, its vision tower embedding an ImageFolder, then the analysis
+/// on its space. The environment goes to the child process only, so this runs beside the test above.
+#[test]
+fn foundation_model_by_hub_id_through_ingest_and_analysis() {
+    let repo: Vec<(String, Vec<u8>)> = ["config.json", "preprocessor_config.json", "model.safetensors"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(fixture("hf/clip_full").join(f)).unwrap()))
+        .collect();
+    let mut server = Server::start(Repos::from([("tiny-org/clip-tiny".to_string(), repo)]));
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, store_dir, home) = (tmp.path().join("data"), tmp.path().join("store"), tmp.path().join("hf"));
+    image_folder(&data, 20);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_torchlight-engine"))
+        .args(["ingest", data.to_str().unwrap(), "--store", store_dir.to_str().unwrap()])
+        .args(["--foundation", "tiny-org/clip-tiny", "--device", "cpu"])
+        .env("HF_HOME", &home)
+        .env("HF_ENDPOINT", &server.addr)
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("TORCHLIGHT_STORE")
+        .output()
+        .unwrap();
+    server.shutdown();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    let log = server.requests.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l == "GET /tiny-org/clip-tiny/resolve/main/model.safetensors"), "{log:?}");
+    assert!(home.join("hub/models--tiny-org--clip-tiny/snapshots").join(COMMIT).join("model.safetensors").is_file());
+
+    let store = torchlight_store::Store::open(&store_dir).unwrap();
+    let rtxn = store.read_txn().unwrap();
+    assert_eq!(store.item_count(&rtxn).unwrap(), 40);
+    let space = store.space(&rtxn, "foundation").unwrap().unwrap();
+    // CLIP's image_embeds: the projection's 16 dimensions, not the tower's 24.
+    assert_eq!((space.dim, space.model.kind.as_str(), space.model.source.as_str()), (16, "clip", "tiny-org/clip-tiny"));
+    assert_eq!((space.model.pooling.as_str(), space.model.image_size), ("cls", 24));
+    let embedding = store.embedding(&rtxn, space.index, 0).unwrap().unwrap();
+    assert!(embedding.len() == 16 && embedding.iter().all(|v| v.is_finite()) && embedding.iter().any(|&v| v != 0.0));
+    use torchlight_store::columns;
+    for column in [columns::OUTLIER_SCORE, columns::NN_ID, columns::PCA] {
+        let col = store.column(&rtxn, "foundation", column).unwrap();
+        assert_eq!(col.unwrap_or_else(|| panic!("no {column} column: {stderr}")).rows(), 40, "{column}");
+    }
+}

@@ -1,5 +1,5 @@
-//! Native ViT / Swin and TorchScript against the transformers / torch reference outputs committed by
-//! tests/fixtures/models/gen_models.py (tiny random models, real images), fp32 on CPU.
+//! Native ViT / Swin / DINOv2 / CLIP / SigLIP and TorchScript against the transformers / torch reference outputs
+//! committed by tests/fixtures/models/gen_models.py (tiny random models, real images), fp32 on CPU.
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +110,7 @@ fn specs_labels_and_pooling_choices() {
     let spec = m.spec();
     assert_eq!((spec.kind.as_str(), spec.pooling.as_str(), spec.image_size), ("vit", "cls", 40));
     assert_eq!(spec.fingerprint.len(), 64);
-    assert_eq!(m.preprocess_config().size, (24, 40));
+    assert_eq!(m.preprocess_config().output_size(), (24, 40));
     // A classifier checkpoint has no pooler: asking for it is a clear error.
     let err = load(&dir, Pooling::Pooler).err().unwrap().to_string();
     assert!(err.contains("no pooler") && err.contains("--pooling cls"), "{err}");
@@ -246,11 +246,13 @@ fn real_checkpoint_configs_parse_to_their_parameter_counts() {
     let counts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("parameter_counts.json")).unwrap()).unwrap();
     let counts = counts.as_object().unwrap();
-    assert_eq!(counts.len(), 6, "the article's six checkpoints");
+    assert_eq!(counts.len(), 10, "the article's six checkpoints and four foundation models");
     for (name, want) in counts {
         let cfg = HfConfig::read(&dir.join(format!("{name}.json"))).unwrap();
         assert_eq!(cfg.kind(), want["model_type"].as_str().unwrap(), "{name}");
-        assert_eq!(count_parameters(&cfg).unwrap() as u64, want["parameters"].as_u64().unwrap(), "{name}");
+        let ours = count_parameters(&cfg).unwrap() as u64;
+        println!("{name:54} {ours:>10} parameters");
+        assert_eq!(ours, want["parameters"].as_u64().unwrap(), "{name}");
     }
     let beans = HfConfig::read(&fixtures().join("real_configs/nateraw--vit-base-beans.json")).unwrap();
     assert_eq!(beans.labels, ["angular_leaf_spot", "bean_rust", "healthy"]);
@@ -283,12 +285,22 @@ fn mismatched_checkpoints_and_unsupported_models_fail_clearly() {
     let err = load(&wrong, Pooling::Cls).err().unwrap().to_string();
     assert!(err.contains("does not match") && err.contains("a classifier head"), "{err}");
 
-    // Unsupported architecture.
+    // Unsupported architecture, and an unsupported model_type with none named: the supported ones, and the
+    // TorchScript way for the rest.
     let other = tmp.path().join("resnet");
     copy_dir(&fixtures().join("hf/vit_bare"), &other);
     std::fs::write(other.join("config.json"), r#"{"model_type": "resnet", "architectures": ["ResNetModel"]}"#).unwrap();
     let err = load(&other, Pooling::Cls).err().unwrap().to_string();
-    assert!(err.contains("ResNetModel is not supported"), "{err}");
+    assert!(err.contains("ResNetModel is not supported") && err.contains("Dinov2Model"), "{err}");
+    std::fs::write(other.join("config.json"), r#"{"model_type": "resnet"}"#).unwrap();
+    let err = load(&other, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("model_type 'resnet' is not supported"), "{err}");
+    for family in ["vit", "swin", "dinov2", "dinov2_with_registers", "clip", "siglip", "TorchScript"] {
+        assert!(err.contains(family), "{family}: {err}");
+    }
+    std::fs::write(other.join("config.json"), r#"{"model_type": "vit", "architectures": ["Dinov2Model"]}"#).unwrap();
+    let err = load(&other, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("Dinov2Model does not go with model_type 'vit'"), "{err}");
 
     // Pickle weights only: refused with the way out.
     let pickle = tmp.path().join("pickle");
@@ -306,6 +318,169 @@ fn mismatched_checkpoints_and_unsupported_models_fail_clearly() {
     assert!(err.contains("not found"), "{err}");
 }
 
+/// The foundation-model fixtures: name, the tokens before the patches in last_hidden_state (CLS, registers), and
+/// whether the checkpoint has CLIP's visual_projection.
+const FOUNDATION: [(&str, i64, bool); 7] = [
+    ("dinov2_plain", 1, false),
+    ("dinov2_swiglu", 1, false),
+    ("dinov2_registers", 4, false),
+    ("clip_vision_proj", 1, true),
+    ("clip_full", 1, true),
+    ("siglip_vision", 0, false),
+    ("siglip_full", 0, false),
+];
+
+/// DINOv2, CLIP and SigLIP: last hidden state, pooler output and CLIP's image_embeds on the processor's images,
+/// and again on another input size (`*_alt`) where the position embeddings are interpolated.
+#[test]
+fn foundation_models_match_transformers() {
+    let mut failures = vec![];
+    for (name, _, _) in FOUNDATION {
+        let dir = fixtures().join("hf").join(name);
+        let exp = expected(&dir);
+        let model = load(&dir, Pooling::Cls).unwrap();
+        for run in ["", "_alt"] {
+            let pixels = get(&exp, &format!("pixel_values{run}")).unwrap();
+            let out = model.forward(&pixels).unwrap();
+            let ours = [
+                ("last_hidden_state", out.last_hidden_state),
+                ("pooler_output", out.pooler_output),
+                ("image_embeds", out.image_embeds),
+            ];
+            for (what, ours) in ours {
+                match (ours, get(&exp, &format!("{what}{run}"))) {
+                    (Some(ours), Some(theirs)) => {
+                        let d = max_diff(&ours, &theirs);
+                        let (h, w) = (pixels.size()[2], pixels.size()[3]);
+                        println!("{name:18} {h:>2}x{w:<2} {what:18} max |diff| {d:.2e}");
+                        if d > 1e-4 {
+                            failures.push(format!("{name}{run}: {what} differs by {d}"));
+                        }
+                    }
+                    (None, None) => {}
+                    (ours, theirs) => panic!("{name}{run} {what}: ours {} theirs {}", ours.is_some(), theirs.is_some()),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// `cls` is CLIP's image_embeds and everyone else's pooler_output; `pooler` the pooler output (CLIP's
+/// unprojected); `mean` the mean of the patch tokens (CLS and registers left out); `first` token 0.
+#[test]
+fn foundation_poolings_dimensions_and_specs() {
+    for (name, prefix, projection) in FOUNDATION {
+        let dir = fixtures().join("hf").join(name);
+        let exp = expected(&dir);
+        let pixels = get(&exp, "pixel_values").unwrap();
+        let hidden = get(&exp, "last_hidden_state").unwrap();
+        let pooler = get(&exp, "pooler_output").unwrap();
+        let tokens = hidden.size()[1];
+        let cls_want = if projection { get(&exp, "image_embeds").unwrap() } else { pooler.shallow_clone() };
+        let wants = [
+            (Pooling::Cls, cls_want),
+            (Pooling::Pooler, pooler.shallow_clone()),
+            (Pooling::Mean, hidden.narrow(1, prefix, tokens - prefix).mean_dim(1, false, None)),
+            (Pooling::First, hidden.select(1, 0)),
+        ];
+        for (pooling, want) in wants {
+            let m = load(&dir, pooling).unwrap();
+            assert_eq!(m.dim() as i64, want.size()[1], "{name} {pooling}");
+            assert_eq!(m.num_classes(), 0, "{name}");
+            let n = pixels.size()[0] as usize;
+            let flat: Vec<f32> = pixels.flatten(0, -1).try_into().unwrap();
+            let out = m.embed(&flat, n).unwrap();
+            assert!(out.probs.is_none(), "{name}");
+            let ours = Tensor::from_slice(&out.embeddings).view([n as i64, -1]);
+            let d = max_diff(&ours, &want);
+            assert!(d <= 1e-4, "{name} {pooling}: differs by {d}");
+            let spec = m.spec();
+            assert_eq!(spec.pooling, pooling.to_string());
+            let family = name.split('_').next().unwrap();
+            let kind = if name == "dinov2_registers" { "dinov2_with_registers" } else { family };
+            assert_eq!(spec.kind, kind, "{name}");
+        }
+    }
+}
+
+/// A whole CLIPModel / SiglipModel carries a text tower: expected, not read. The same tensor anywhere else, a
+/// vision tensor missing or mis-shaped: one clear error, before anything runs.
+#[test]
+fn foundation_checkpoints_are_checked_tensor_by_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    type Named = Vec<(String, Tensor)>;
+    let with = |src: &str, dst: &str, edit: &dyn Fn(&mut Named)| {
+        let dir = tmp.path().join(dst);
+        copy_dir(&fixtures().join("hf").join(src), &dir);
+        let mut tensors = Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+        edit(&mut tensors);
+        Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
+        dir
+    };
+    let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu));
+
+    // The text tower of a whole CLIPModel is in the file, and not an error; a text tensor in a vision-only
+    // checkpoint is.
+    let names: Vec<String> = Tensor::read_safetensors(fixtures().join("hf/clip_full/model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("text_model.")) && names.iter().any(|n| n == "logit_scale"));
+    let stray = with("clip_vision_proj", "stray", &|t| t.push(("text_projection.weight".into(), zeros(&[12, 12]))));
+    let err = load(&stray, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("unexpected tensors: text_projection.weight"), "{err}");
+    // Anything else beside the text tower stays unexpected.
+    let extra = with("clip_full", "extra", &|t| t.push(("vision_model.mystery".into(), zeros(&[2]))));
+    let err = load(&extra, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("unexpected tensors: vision_model.mystery") && !err.contains("text_model"), "{err}");
+
+    // Missing and mis-shaped vision tensors are listed together.
+    let broken = with("clip_full", "broken", &|t| {
+        t.retain(|(n, _)| n != "vision_model.post_layernorm.weight");
+        let proj = t.iter_mut().find(|(n, _)| n == "visual_projection.weight").unwrap();
+        proj.1 = zeros(&[8, 24]);
+    });
+    let err = load(&broken, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("missing tensors: vision_model.post_layernorm.weight [24]"), "{err}");
+    assert!(err.contains("visual_projection.weight: checkpoint [8, 24], config needs [16, 24]"), "{err}");
+
+    // Transformers 4 saved CLIP's position ids: a buffer, recomputed, accepted.
+    let ids = with("clip_full", "ids", &|t| {
+        t.push((
+            "vision_model.embeddings.position_ids".into(),
+            Tensor::arange(10, (Kind::Int64, tch::Device::Cpu)).view([1, 10]),
+        ))
+    });
+    assert_eq!(load(&ids, Pooling::Cls).unwrap().dim(), 16);
+
+    // DINOv2's register tokens and SwiGLU width come from the config: another checkpoint's tensors do not fit.
+    let dir = tmp.path().join("registers_as_plain");
+    copy_dir(&fixtures().join("hf/dinov2_registers"), &dir);
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), cfg.replace("\"num_register_tokens\": 3", "\"num_register_tokens\": 2"))
+        .unwrap();
+    let err = load(&dir, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("embeddings.register_tokens: checkpoint [1, 3, 32], config needs [1, 2, 32]"), "{err}");
+
+    // SigLIP without its attention-pooling head: no pooler output, so `cls` is refused and `mean` works.
+    let headless = with("siglip_vision", "headless", &|t| t.retain(|(n, _)| !n.starts_with("head.")));
+    let cfg = std::fs::read_to_string(headless.join("config.json")).unwrap();
+    std::fs::write(
+        headless.join("config.json"),
+        cfg.replace("\"vision_use_head\": true", "\"vision_use_head\": false"),
+    )
+    .unwrap();
+    let err = load(&headless, Pooling::Cls).err().unwrap().to_string();
+    assert!(err.contains("no attention-pooling head") && err.contains("--pooling mean"), "{err}");
+    let exp = expected(&fixtures().join("hf/siglip_vision"));
+    let mean = load(&headless, Pooling::Mean).unwrap().forward(&get(&exp, "pixel_values").unwrap()).unwrap();
+    assert!(mean.pooler_output.is_none());
+    let hidden = get(&exp, "last_hidden_state").unwrap();
+    assert!(max_diff(&mean.embedding, &hidden.mean_dim(1, false, None)) <= 1e-4);
+}
+
 #[test]
 fn torchscript_tensor_tuple_and_dict_outputs() {
     let dir = fixtures().join("torchscript");
@@ -315,7 +490,7 @@ fn torchscript_tensor_tuple_and_dict_outputs() {
         let path = dir.join(format!("cnn_{mode}.pt"));
         let m = Embedder::load(path.to_str().unwrap(), &ModelOptions::default()).unwrap();
         assert_eq!(m.dim(), 6);
-        assert_eq!(m.preprocess_config().size, (16, 16));
+        assert_eq!(m.preprocess_config().output_size(), (16, 16));
         let out = m.forward(&input).unwrap();
         let d = max_diff(&out.embedding, &get(&exp, &format!("{mode}_embedding")).unwrap());
         assert!(d <= 1e-5, "{mode}: embedding differs by {d}");

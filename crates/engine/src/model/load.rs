@@ -1,7 +1,8 @@
 //! Checkpoint tensors by name: safetensors files read into a map, handed out to the model structs by path
 //! (`w.pp("attention").get("weight", &[d, d])`), with every missing, mis-shaped and unused name collected so a
 //! mismatched checkpoint is one clear error before anything runs. (tch's `VarStore::load` would ignore extra
-//! tensors silently and allocate every weight twice.)
+//! tensors silently and allocate every weight twice.) Tensors a checkpoint is known to carry for something else
+//! (a CLIPModel's text tower) are left unread.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,10 +15,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::ModelError;
 
-/// Tensors that checkpoints carry but the model recomputes: Swin's relative position index is a buffer that
-/// transformers 4 saved and transformers 5 does not.
+/// Tensors that checkpoints carry but the model recomputes: buffers that transformers 4 saved and transformers 5
+/// does not (Swin's relative position index; the position ids of CLIP's and SigLIP's embeddings).
 fn is_recomputed_buffer(name: &str) -> bool {
-    name.ends_with(".relative_position_index")
+    name.ends_with(".relative_position_index") || name.ends_with("embeddings.position_ids")
 }
 
 struct Store {
@@ -42,11 +43,20 @@ pub struct Weights {
 impl Weights {
     /// Reads `model.safetensors`, or every shard named by `model.safetensors.index.json`.
     pub fn from_files(files: &[PathBuf], device: Device, kind: Kind) -> Result<Weights, ModelError> {
+        Self::from_files_skipping(files, device, kind, &|_| false)
+    }
+
+    /// As `from_files`, leaving the tensors `skip` names unread: they are neither loaded nor reported unused.
+    pub fn from_files_skipping(
+        files: &[PathBuf],
+        device: Device,
+        kind: Kind,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Weights, ModelError> {
         let mut tensors = BTreeMap::new();
         for file in files {
-            let named = Tensor::read_safetensors(file)
-                .map_err(|e| ModelError::Weights { path: file.display().to_string(), what: e.to_string() })?;
-            tensors.extend(named);
+            read_safetensors(file, skip, &mut tensors)
+                .map_err(|what| ModelError::Weights { path: file.display().to_string(), what })?;
         }
         Ok(Self::new(tensors, device, kind, false))
     }
@@ -187,6 +197,67 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), self.eps, true)
     }
+}
+
+/// Reads the tensors of one safetensors file that `skip` does not name into `out`: the 8-byte header length, the
+/// JSON header (name -> dtype, shape, byte range after the header), then only the byte ranges wanted.
+fn read_safetensors(
+    path: &Path,
+    skip: &dyn Fn(&str) -> bool,
+    out: &mut BTreeMap<String, Tensor>,
+) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        dtype: String,
+        shape: Vec<i64>,
+        data_offsets: [u64; 2],
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
+        return Err(format!("not a safetensors file: a header of {header_len} bytes in {file_len}"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("safetensors header: {e}"))?;
+    let data_start = 8 + header_len;
+    for (name, entry) in header {
+        if name == "__metadata__" || skip(&name) {
+            continue;
+        }
+        let entry: Entry = serde_json::from_value(entry).map_err(|e| format!("safetensors header, {name}: {e}"))?;
+        let kind = match entry.dtype.as_str() {
+            "F64" => Kind::Double,
+            "F32" => Kind::Float,
+            "F16" => Kind::Half,
+            "BF16" => Kind::BFloat16,
+            "I64" => Kind::Int64,
+            "I32" => Kind::Int,
+            "I16" => Kind::Int16,
+            "I8" => Kind::Int8,
+            "U8" => Kind::Uint8,
+            "BOOL" => Kind::Bool,
+            other => return Err(format!("{name}: dtype {other} is not supported")),
+        };
+        let [start, end] = entry.data_offsets;
+        let numel: i64 = entry.shape.iter().product();
+        let bytes = numel as u64 * kind.elt_size_in_bytes() as u64;
+        if entry.shape.iter().any(|&d| d < 0) || end < start || end - start != bytes || data_start + end > file_len {
+            return Err(format!("{name}: shape {:?} does not match bytes {start}..{end}", entry.shape));
+        }
+        let mut data = vec![0u8; bytes as usize];
+        file.seek(SeekFrom::Start(data_start + start)).map_err(|e| e.to_string())?;
+        file.read_exact(&mut data).map_err(|e| e.to_string())?;
+        let t = Tensor::f_from_data_size(&data, &entry.shape, kind).map_err(|e| format!("{name}: {e}"))?;
+        out.insert(name, t);
+    }
+    Ok(())
 }
 
 /// The weight files of a Hugging Face model directory: model.safetensors, or the shards of its index.

@@ -1,12 +1,17 @@
-//! Image embedding models: native tch ViT and Swin that load Hugging Face checkpoints (config.json +
-//! safetensors), and any TorchScript module. The only module that builds networks with tch.
+//! Image embedding models: native tch ViT, Swin, DINOv2 (with and without registers), and the vision towers of
+//! CLIP and SigLIP, which load Hugging Face checkpoints (config.json + safetensors), and any TorchScript module.
+//! The only module that builds networks with tch.
 //!
 //! `Embedder::load` takes a hub id (`google/vit-base-patch16-224-in21k`, optionally `@revision`), a local model
 //! directory, or a TorchScript file; `Embedder::embed` turns a batch of preprocessed CHW images into embeddings
 //! and, for checkpoints with a classifier head, softmax probabilities.
 
+pub mod clip;
 pub mod config;
+pub mod dinov2;
+pub mod layers;
 pub mod load;
+pub mod siglip;
 pub mod swin;
 pub mod torchscript;
 pub mod vit;
@@ -17,8 +22,12 @@ use tch::{Device, Kind, Tensor};
 
 use crate::hub::{self, HubError, RepoKind};
 use crate::preprocess::{PreprocessConfig, PreprocessError, TorchScriptMeta};
+use clip::Clip;
 use config::{Arch, ConfigError, HfConfig};
+use dinov2::Dinov2;
+use layers::TowerOutput;
 use load::Weights;
+use siglip::Siglip;
 use swin::Swin;
 use torchlight_store::ModelSpec;
 use torchscript::TorchScript;
@@ -93,10 +102,14 @@ pub struct EmbedOutput {
 
 /// The raw tensors of one forward pass (for tests against the reference and for callers that want more).
 pub struct Outputs {
-    /// [B, tokens, hidden] after the final layernorm (ViT, Swin); None for TorchScript.
+    /// [B, tokens, hidden] as transformers' `last_hidden_state`: after the final layernorm, except CLIP's (the
+    /// encoder's output); None for TorchScript.
     pub last_hidden_state: Option<Tensor>,
-    /// ViT pooler output (checkpoints with a pooler) / Swin pooled output.
+    /// ViT pooler output (checkpoints with a pooler) / Swin pooled output / DINOv2's layernormed CLS token / CLIP's
+    /// post_layernormed CLS token / SigLIP's attention-pooling head.
     pub pooler_output: Option<Tensor>,
+    /// CLIP: the projected pooler output, when the checkpoint has `visual_projection`.
+    pub image_embeds: Option<Tensor>,
     pub embedding: Tensor,
     pub logits: Option<Tensor>,
 }
@@ -104,6 +117,9 @@ pub struct Outputs {
 enum Net {
     Vit(Vit),
     Swin(Swin),
+    Dinov2(Dinov2),
+    Clip(Clip),
+    Siglip(Siglip),
     Script(TorchScript),
 }
 
@@ -192,10 +208,7 @@ impl Embedder {
                 });
             }
         };
-        let (channels, image_size) = match &cfg.arch {
-            Arch::Vit(c) => (c.num_channels, c.image_size),
-            Arch::Swin(c) => (c.num_channels, c.image_size),
-        };
+        let channels = cfg.num_channels();
         if channels != 1 && channels != 3 {
             return Err(ModelError::Config {
                 path: files.config.display().to_string(),
@@ -204,19 +217,39 @@ impl Embedder {
         }
         pre.channels = channels as u8;
         let (h, w) = pre.output_size();
-        if matches!(cfg.arch, Arch::Vit(_)) && (h as i64, w as i64) != (image_size.0, image_size.1) {
+        if let Arch::Vit(c) = &cfg.arch
+            && (h as i64, w as i64) != (c.image_size.0, c.image_size.1)
+        {
             return Err(ModelError::Options(format!(
                 "{source}: preprocessing makes {h}x{w} images but the ViT takes {}x{} (its position embeddings \
                  are fixed): fix the preprocessing config",
-                image_size.0, image_size.1
+                c.image_size.0, c.image_size.1
+            )));
+        }
+        let patch = match &cfg.arch {
+            Arch::Dinov2(c) => Some(c.patch()),
+            Arch::Clip(c) => Some(c.vision.patch_size),
+            Arch::Siglip(c) => Some(c.vision.patch_size),
+            Arch::Vit(_) | Arch::Swin(_) => None,
+        };
+        if let Some(p) = patch
+            && ((h as i64) < p.0 || (w as i64) < p.1)
+        {
+            return Err(ModelError::Options(format!(
+                "{source}: preprocessing makes {h}x{w} images, smaller than one {}x{} patch: fix the preprocessing \
+                 config",
+                p.0, p.1
             )));
         }
 
-        let weights = Weights::from_files(&files.weights, opts.device, opts.kind)?;
+        let weights =
+            Weights::from_files_skipping(&files.weights, opts.device, opts.kind, &|name| other_tower(&cfg.arch, name))?;
         let names = weights.names();
         let prefix = match cfg.arch {
             Arch::Vit(_) => "vit",
             Arch::Swin(_) => "swin",
+            Arch::Dinov2(_) => "dinov2",
+            Arch::Clip(_) | Arch::Siglip(_) => "vision_model",
         };
         let root = Weights::clone(&weights);
         let base = if names.iter().any(|n| n.starts_with(&format!("{prefix}."))) { root.pp(prefix) } else { root };
@@ -260,6 +293,26 @@ impl Embedder {
                 (Net::Vit(vit), dim)
             }
             Arch::Swin(c) => (Net::Swin(Swin::new(&base, head, c)), c.num_features()),
+            Arch::Dinov2(c) => (Net::Dinov2(Dinov2::new(&base, c)), c.hidden_size),
+            Arch::Clip(c) => {
+                let projection = c.projection.unwrap_or_else(|| weights.contains("visual_projection.weight"));
+                let clip = Clip::new(&base, &weights, projection, c);
+                let dim = match (opts.pooling, clip.projection_dim()) {
+                    (Pooling::Cls, Some(d)) => d,
+                    _ => clip.hidden_size,
+                };
+                (Net::Clip(clip), dim)
+            }
+            Arch::Siglip(c) => {
+                let siglip = Siglip::new(&base, &c.vision);
+                if matches!(opts.pooling, Pooling::Cls | Pooling::Pooler) && !siglip.has_head() {
+                    return Err(ModelError::Options(format!(
+                        "{source} has no attention-pooling head (vision_use_head is false): use --pooling mean or \
+                         first"
+                    )));
+                }
+                (Net::Siglip(siglip), c.vision.hidden_size)
+            }
         };
         weights.finish(source)?;
         let num_classes = head_rows.unwrap_or(0) as usize;
@@ -393,6 +446,7 @@ impl Embedder {
                 Ok(Outputs {
                     last_hidden_state: Some(o.last_hidden_state),
                     pooler_output: o.pooler_output,
+                    image_embeds: None,
                     embedding,
                     logits: o.logits,
                 })
@@ -409,12 +463,22 @@ impl Embedder {
                     embedding,
                     last_hidden_state: Some(o.last_hidden_state),
                     pooler_output: Some(o.pooler_output),
+                    image_embeds: None,
                     logits: o.logits,
                 })
             }
+            Net::Dinov2(m) => Ok(pool_tower(m.forward(&x), self.pooling, 1 + m.registers)),
+            Net::Clip(m) => Ok(pool_tower(m.forward(&x), self.pooling, 1)),
+            Net::Siglip(m) => Ok(pool_tower(m.forward(&x), self.pooling, 0)),
             Net::Script(m) => {
                 let o = m.forward(&x)?;
-                Ok(Outputs { last_hidden_state: None, pooler_output: None, embedding: o.embedding, logits: o.logits })
+                Ok(Outputs {
+                    last_hidden_state: None,
+                    pooler_output: None,
+                    image_embeds: None,
+                    embedding: o.embedding,
+                    logits: o.logits,
+                })
             }
         })
     }
@@ -453,6 +517,42 @@ impl Embedder {
             None => None,
         };
         Ok(EmbedOutput { embeddings, probs })
+    }
+}
+
+/// The embedding of a DINOv2, CLIP or SigLIP forward pass. `cls` (the default): CLIP's `image_embeds` (the
+/// projected pooled output; the pooled output itself without a projection), everyone else's `pooler_output`;
+/// `pooler`: the pooler output, so CLIP's unprojected one; `mean`: the mean of the patch tokens of
+/// `last_hidden_state`, the `prefix` tokens before them (CLS, registers) left out; `first`: its token 0.
+fn pool_tower(o: TowerOutput, pooling: Pooling, prefix: i64) -> Outputs {
+    let pooled = || o.pooler_output.as_ref().expect("checked at load").shallow_clone();
+    let embedding = match pooling {
+        Pooling::Cls => o.image_embeds.as_ref().map_or_else(pooled, Tensor::shallow_clone),
+        Pooling::Pooler => pooled(),
+        Pooling::Mean => {
+            let n = o.last_hidden_state.size()[1];
+            o.last_hidden_state.narrow(1, prefix, n - prefix).mean_dim(1, false, None)
+        }
+        Pooling::First => o.last_hidden_state.select(1, 0),
+    };
+    Outputs {
+        last_hidden_state: Some(o.last_hidden_state),
+        pooler_output: o.pooler_output,
+        image_embeds: o.image_embeds,
+        embedding,
+        logits: None,
+    }
+}
+
+/// Tensors of a whole CLIPModel or SiglipModel checkpoint that belong to its text side: expected there, and not
+/// read, since only the image tower embeds.
+fn other_tower(arch: &Arch, name: &str) -> bool {
+    match arch {
+        Arch::Clip(c) if c.full => {
+            name.starts_with("text_model.") || name.starts_with("text_projection.") || name == "logit_scale"
+        }
+        Arch::Siglip(c) if c.full => name.starts_with("text_model.") || name == "logit_scale" || name == "logit_bias",
+        _ => false,
     }
 }
 
@@ -496,8 +596,9 @@ fn read_any_preprocess(path: &Path) -> Result<PreprocessConfig, ModelError> {
 }
 
 /// Number of parameter values a checkpoint of this config has (the classifier head when config.json names a
-/// ForImageClassification architecture, the ViT pooler for bare ViTModel), computed without any weights: proves
-/// that every field of a real config is understood, down to the tensor shapes.
+/// ForImageClassification architecture, the ViT pooler for bare ViTModel; for a whole CLIPModel or SiglipModel
+/// the vision tower and projection that torchlight reads, not the text tower), computed without any weights:
+/// proves that every field of a real config is understood, down to the tensor shapes.
 pub fn count_parameters(cfg: &HfConfig) -> Result<i64, ModelError> {
     let w = Weights::shapes_only();
     let head_w = w.pp("classifier");
@@ -510,6 +611,15 @@ pub fn count_parameters(cfg: &HfConfig) -> Result<i64, ModelError> {
         Arch::Swin(c) => {
             let base = if head.is_some() { w.pp("swin") } else { w.clone() };
             Swin::new(&base, head, c);
+        }
+        Arch::Dinov2(c) => {
+            Dinov2::new(&w, c);
+        }
+        Arch::Clip(c) => {
+            Clip::new(&w.pp("vision_model"), &w, c.projection.unwrap_or(true), c);
+        }
+        Arch::Siglip(c) => {
+            Siglip::new(&w.pp("vision_model"), &c.vision);
         }
     }
     w.finish("shape-only")
