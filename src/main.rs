@@ -1,9 +1,10 @@
-//! `torchlight`, the command users run. Browse, export and verify run here, in a process that never loads libtorch;
-//! ingest, analyze, info and demo are handed to `torchlight-engine` by exec (same pid, terminal, signals and
-//! exit status), after this binary has parsed the command line, so help and argument errors are instant too.
+//! `torchlight`, the command users run. Browse, export, verify and merge run here, in a process that never loads
+//! libtorch; ingest, analyze, info and demo are handed to `torchlight-engine` by exec (same pid, terminal, signals
+//! and exit status), after this binary has parsed the command line, so help and argument errors are instant too.
 
 mod browse;
 mod export;
+mod merge;
 mod verify;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ fn run() -> Result<()> {
         Command::Browse(args) => browse::run(args),
         Command::Export(args) => export::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Ingest(_) | Command::Analyze(_) | Command::Info(_) | Command::Demo(_) => {
             exec::sibling(exec::ENGINE, std::env::args_os().skip(1))
         }

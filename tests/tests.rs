@@ -6,5 +6,6 @@ mod browse_tmux;
 mod cli;
 mod damaged;
 mod light;
+mod merge;
 mod reliability;
 mod security;

@@ -11,6 +11,7 @@ pub mod exec;
 mod export;
 mod info;
 mod ingest;
+mod merge;
 pub mod output;
 mod verify;
 
@@ -25,7 +26,8 @@ pub use choices::{Device, Format, Graphics, Pooling, Precision};
 pub use demo::DemoArgs;
 pub use export::ExportArgs;
 pub use info::InfoArgs;
-pub use ingest::IngestArgs;
+pub use ingest::{IngestArgs, ShardArg};
+pub use merge::MergeArgs;
 pub use verify::VerifyArgs;
 
 /// torchlight: a terminal explorer for image datasets. Embed a dataset with a foundation model and a
@@ -52,6 +54,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Check every record of a store against its checksum and name what is damaged.
     Verify(VerifyArgs),
+    /// Join the shard stores of `ingest --shard I/N` into one store, equal to a whole ingest.
+    Merge(MergeArgs),
     /// Run the whole job on the embedded demo: MNIST digits, EfficientNet-Lite0 and an MNIST CNN.
     Demo(DemoArgs),
 }

@@ -11,5 +11,6 @@ mod knn_screen;
 mod models;
 mod preprocess;
 mod projection;
+mod shard;
 mod sources;
 mod tch_smoke;

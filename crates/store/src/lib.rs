@@ -4,7 +4,8 @@
 //! crash or kill at any moment leaves the last committed state.
 //!
 //! Layout (named databases):
-//! - `meta`     Str -> JSON              schema version, dataset, label names, spaces, cursors
+//! - `meta`     Str -> JSON              schema version, dataset, label names, spaces, cursors; a shard's part
+//!   of its dataset and a merge's progress (`merge`)
 //! - `items`    u32 BE -> bincode Item   dense ids 0..N-1 in ingest order
 //! - `thumbs`   u32 BE -> PNG bytes      small previews for the browser
 //! - `skipped`  u32 BE -> bincode Skipped source records that could not be read
@@ -18,6 +19,7 @@
 
 pub mod ann;
 pub mod export;
+pub mod merge;
 pub mod npy;
 pub mod schema;
 pub mod sums;

@@ -181,3 +181,41 @@ pub mod columns {
     pub const PCA: &str = "pca";
     pub const UMAP: &str = "umap";
 }
+
+/// Which part of a dataset a shard store holds (written by `torchlight ingest --shard I/N`, read by `merge`).
+/// Item ids of a shard start at 0: a shard cannot know how many records before its range were skipped, so
+/// merge renumbers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// 0-based index of this shard, of `count`.
+    pub index: u32,
+    pub count: u32,
+    /// Source records `start..end` (positions in the source).
+    pub start: u64,
+    pub end: u64,
+    /// Records all shards together cover (the source's length, or --limit): the shards tile `0..total`.
+    pub total: u64,
+    /// Records in the source: the merged dataset is complete when `total` reaches it.
+    pub source_len: u64,
+    /// The batch size the range was cut for: ranges end on multiples of it, so every model batch of a shard is
+    /// the batch a whole run would make.
+    pub batch_size: u64,
+    /// The dataset's fingerprint (as in `DatasetInfo`).
+    pub fingerprint: String,
+}
+
+/// Names of the resume cursors an ingest keeps (`Store::cursor`), shared by the engine's ingest and merge.
+pub mod cursors {
+    /// Source records turned into items or skipped.
+    pub const RECORDS: &str = "records";
+
+    /// Records a space has embedded (skipped ones included).
+    pub fn space(name: &str) -> String {
+        format!("space/{name}")
+    }
+
+    /// Items a space has embedded.
+    pub fn space_items(name: &str) -> String {
+        format!("space/{name}/items")
+    }
+}

@@ -30,7 +30,7 @@ pub fn main() -> Result<()> {
         Command::Ingest(args) => ingest::run(*args),
         Command::Analyze(args) => analyze::run(args),
         // Typed at the engine directly: hand them to the binary without libtorch.
-        Command::Browse(_) | Command::Export(_) | Command::Verify(_) => {
+        Command::Browse(_) | Command::Export(_) | Command::Verify(_) | Command::Merge(_) => {
             exec::sibling(exec::LIGHT, std::env::args_os().skip(1))
         }
         Command::Info(args) => info::run(args),

@@ -2,13 +2,13 @@
 //! (another dataset, another model under a space name, or an unfinished space left out are refused); the
 //! cursors then say which records and items each space still needs.
 
-use torchlight_store::{DatasetInfo, ModelSpec, Store};
+use torchlight_store::{DatasetInfo, ModelSpec, ShardInfo, Store, cursors};
 
 use super::{IngestError, IngestOptions, Result, SpaceModel};
 use crate::source::Source;
 
 /// Records turned into items or skipped.
-pub(super) const RECORDS: &str = "records";
+pub(super) const RECORDS: &str = cursors::RECORDS;
 
 pub(super) fn other_model(dir: &str, space: &str, stored: &ModelSpec, given: &ModelSpec) -> IngestError {
     IngestError::OtherModel(format!(
@@ -26,21 +26,22 @@ pub(super) fn other_model(dir: &str, space: &str, stored: &ModelSpec, given: &Mo
 }
 
 pub(super) fn space_cursor(name: &str) -> String {
-    format!("space/{name}")
+    cursors::space(name)
 }
 
 pub(super) fn space_items_cursor(name: &str) -> String {
-    format!("space/{name}/items")
+    cursors::space_items(name)
 }
 
-/// Checks the store against the dataset and the models, then records the dataset, labels and spaces.
-/// Every refusal happens here, before the first write.
+/// Checks the store against the dataset, the models and the shard, then records the dataset, labels, spaces and
+/// the shard. Every refusal happens here, before the first write.
 pub(super) fn prepare_store(
     store: &Store,
     source: &dyn Source,
     models: &mut [SpaceModel],
     opts: &IngestOptions,
     total: u64,
+    shard: Option<&ShardInfo>,
 ) -> Result<()> {
     let info = source.info();
     let dir = store.dir().display().to_string();
@@ -51,6 +52,7 @@ pub(super) fn prepare_store(
     }
     {
         let rtxn = store.read_txn()?;
+        super::shard::check_store(store, &rtxn, shard)?;
         if let Some(stored) = store.dataset(&rtxn)?
             && (stored.fingerprint != info.fingerprint || stored.format != info.format.to_string())
         {
@@ -90,6 +92,9 @@ pub(super) fn prepare_store(
         },
     )?;
     store.put_label_names(&mut wtxn, &info.label_names)?;
+    if let Some(shard) = shard {
+        store.put_shard(&mut wtxn, shard)?;
+    }
     for m in models.iter_mut() {
         m.space = store.put_space(&mut wtxn, m.space.clone())?;
     }
