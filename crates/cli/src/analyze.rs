@@ -14,8 +14,12 @@ pub struct AnalyzeArgs {
     /// Neighbours per item for outlier scores and the browser.
     #[arg(long, default_value_t = 10, value_parser = counts(1, 1000))]
     pub k: usize,
-    /// Cosine distance to the nearest neighbour under which an item is a near duplicate
-    /// (the article's Annoy angular 0.3 is cosine 0.045).
+    /// Near duplicate: a neighbour closer than this fraction of the space's median nearest-neighbour
+    /// distance (cleanlab Datalab's near_duplicate threshold). Exact duplicates always are.
+    #[arg(long, default_value_t = 0.13, value_parser = fraction)]
+    pub near_duplicate_threshold: f32,
+    /// nn_flag: the nearest neighbour within this cosine distance (the article's Annoy angular 0.3 is
+    /// cosine 0.045).
     #[arg(long, default_value_t = 0.045, value_parser = cosine_distance)]
     pub duplicate_threshold: f32,
     /// auto, cpu, cuda or cuda:N for the kNN products.
@@ -45,6 +49,12 @@ pub struct AnalyzeArgs {
 fn cosine_distance(s: &str) -> Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (0.0..=2.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a cosine distance (0 to 2)")) }
+}
+
+/// A non-negative multiple of the median nearest-neighbour distance.
+fn fraction(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(format!("{v} is not a non-negative number")) }
 }
 
 /// UMAP's minimum distance, 0 to 1 (its spread).

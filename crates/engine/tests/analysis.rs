@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::fixtures::precomputed_space;
 use tch::Device;
 use torchlight_engine::analysis::knn::{self, KnnOptions, Metric};
-use torchlight_engine::analysis::{self, AnalysisParams, Hooks, labels, outlier};
+use torchlight_engine::analysis::{self, AnalysisParams, Hooks, duplicates, labels, outlier};
 use torchlight_store::npy::{self, NpyArray};
 use torchlight_store::{Column, Item, Store, columns};
 
@@ -44,8 +44,29 @@ fn digits_dup() -> Data {
     Data { n: x.len() / dg.d, x, d: dg.d }
 }
 
+/// A content hash per row: equal rows are the same picture.
+fn row_hashes(data: &Data) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let hash = |row: &[f32]| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        row.iter().for_each(|v| v.to_bits().hash(&mut h));
+        h.finish()
+    };
+    data.x.chunks(data.d).map(hash).collect()
+}
+
 /// A store with one space of `data`, optional labels and probabilities.
 fn store_with(dir: &Path, data: &Data, labels: Option<&[u32]>, probs: Option<(&[f32], u32)>) -> Store {
+    store_hashed(dir, data, labels, probs, &row_hashes(data))
+}
+
+fn store_hashed(
+    dir: &Path,
+    data: &Data,
+    labels: Option<&[u32]>,
+    probs: Option<(&[f32], u32)>,
+    hashes: &[u64],
+) -> Store {
     let store = Store::create_or_open(dir).unwrap();
     let mut w = store.write_txn().unwrap();
     let sp = store.put_space(&mut w, precomputed_space("pixels", data.d, probs.map_or(0, |p| p.1))).unwrap();
@@ -54,7 +75,7 @@ fn store_with(dir: &Path, data: &Data, labels: Option<&[u32]>, probs: Option<(&[
     }
     for i in 0..data.n {
         let item =
-            Item { source: format!("img{i}.png"), label: labels.map(|l| l[i]), width: 8, height: 8, hash: i as u64 };
+            Item { source: format!("img{i}.png"), label: labels.map(|l| l[i]), width: 8, height: 8, hash: hashes[i] };
         store.put_item(&mut w, i as u32, &item).unwrap();
         store.put_embedding(&mut w, sp.index, i as u32, &data.x[i * data.d..(i + 1) * data.d]).unwrap();
         if let Some((p, c)) = probs {
@@ -183,6 +204,126 @@ fn exact_duplicates_are_neighbours_at_zero_and_grouped() {
     assert!(knn_d[5 * 10..6 * 10].iter().all(|&d| d == 0.0));
     assert_eq!(scores[5], 1.0);
     assert!((1827..1839).all(|i| groups[i] == groups[5]));
+}
+
+/// cleanlab Datalab's near_duplicate issues on NAME, from gen_near_duplicates.py.
+struct NearDuplicateReference {
+    issue: Vec<u32>,
+    score: Vec<f64>,
+    sets: Vec<Vec<u32>>,
+    median: f64,
+}
+
+fn near_duplicate_reference(name: &str) -> NearDuplicateReference {
+    let flat: Vec<u32> = load(&format!("{name}_nd_sets.npy")).to_f64().into_iter().map(|v| v as u32).collect();
+    let ends = load(&format!("{name}_nd_set_ends.npy")).to_f64();
+    let mut start = 0;
+    let sets = ends
+        .iter()
+        .map(|&e| {
+            let set = flat[start..e as usize].to_vec();
+            start = e as usize;
+            set
+        })
+        .collect();
+    NearDuplicateReference {
+        issue: load(&format!("{name}_nd_issue.npy")).to_f64().into_iter().map(|v| v as u32).collect(),
+        score: load(&format!("{name}_nd_score.npy")).to_f64(),
+        sets,
+        median: load(&format!("{name}_nd_median.npy")).to_f64()[0],
+    }
+}
+
+/// Components of the reference sets, each named by its smallest member (u32::MAX: in none).
+fn components(sets: &[Vec<u32>]) -> Vec<u32> {
+    let mut group = vec![u32::MAX; sets.len()];
+    for start in 0..sets.len() {
+        if group[start] != u32::MAX || sets[start].is_empty() {
+            continue;
+        }
+        let mut stack = vec![start as u32];
+        group[start] = start as u32;
+        while let Some(i) = stack.pop() {
+            for &j in &sets[i as usize] {
+                if group[j as usize] == u32::MAX {
+                    group[j as usize] = start as u32;
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    group
+}
+
+/// The analysis's near-duplicate columns against cleanlab's on `data` at `threshold`: flags and groups
+/// equal, scores within 1e-5, the sets equal; nn_flag is the absolute cut on the stored nn distance.
+fn assert_near_duplicates_match(data: &Data, name: &str, threshold: f32) -> NearDuplicateReference {
+    let reference = near_duplicate_reference(name);
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), data, None, None);
+    let params = AnalysisParams { near_duplicate_threshold: threshold, ..cpu_params() };
+    let report = analysis::run(&store, &params, &Hooks::none()).unwrap();
+    let flags = u32_col(&store, columns::NEAR_DUPLICATE);
+    let differ: Vec<usize> = (0..data.n).filter(|&i| flags[i] != reference.issue[i]).collect();
+    assert!(differ.is_empty(), "{name}: near-duplicate flags differ from cleanlab at {differ:?}");
+    let scores = f32_col(&store, columns::NEAR_DUPLICATE_SCORE);
+    let max_diff = scores.iter().zip(&reference.score).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+    assert!(max_diff <= 1e-5, "{name}: max |near_duplicate_score - cleanlab| = {max_diff:e}");
+    assert_eq!(u32_col(&store, columns::DUPLICATE_GROUP), components(&reference.sets), "{name}: groups");
+    let sp = &report.spaces[0];
+    assert_eq!(sp.near_duplicates, reference.issue.iter().sum::<u32>() as usize);
+    // The distances themselves agree with sklearn's to f32 rounding, so the median does too.
+    let median_diff = (f64::from(sp.nn_median) - reference.median).abs();
+    assert!(median_diff <= 1e-5 * reference.median, "{name}: median {} vs {}", sp.nn_median, reference.median);
+    let nn_d = f32_col(&store, columns::NN_DISTANCE);
+    let nn_flags: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < 0.045)).collect();
+    assert_eq!(u32_col(&store, columns::NN_FLAG), nn_flags, "{name}: nn_flag is nn distance < 0.045");
+    assert_eq!(sp.nn_flagged, nn_flags.iter().sum::<u32>() as usize);
+
+    // The sets, from the same neighbours the analysis stores.
+    let knn =
+        knn::exact_knn(&data.x, data.n, data.d, &KnnOptions::new(10, Metric::Cosine, Device::Cpu), &Hooks::none())
+            .unwrap();
+    let exact = duplicates::exact_duplicate_sets(&data.x, data.d, &row_hashes(data));
+    let dists = duplicates::exact_distances(&knn, &data.x, data.d, Metric::Cosine);
+    let nd = duplicates::near_duplicates(&knn, &dists, &exact, threshold);
+    for (i, (ours, theirs)) in nd.sets.iter().zip(&reference.sets).enumerate() {
+        assert_eq!(ours, theirs, "{name}: near-duplicate set of item {i}");
+    }
+    assert_eq!(nd.flags, flags);
+    reference
+}
+
+#[test]
+fn near_duplicates_match_cleanlab_datalab() {
+    let digits = assert_near_duplicates_match(&data("digits"), "digits", 0.13);
+    assert_eq!(digits.issue.iter().sum::<u32>(), 0, "digits has no duplicates at cleanlab's default");
+    let dup = assert_near_duplicates_match(&digits_dup(), "digits_dup", 0.13);
+    assert_eq!(dup.issue.iter().sum::<u32>(), 72, "the exact copies, and only those");
+    // The set of 14 copies of row 5 is larger than k + 1: cleanlab's correction decides who is in whose set.
+    assert_eq!(dup.sets[5].len(), 13);
+    let near = assert_near_duplicates_match(&data("digits_near"), "digits_near", 0.13);
+    assert!(near.issue[1839..].iter().all(|&f| f == 1), "near and scaled copies are near duplicates");
+    assert_near_duplicates_match(&data("fashion"), "fashion", 0.13);
+    let wide = assert_near_duplicates_match(&data("fashion"), "fashion_t05", 0.5);
+    assert!(wide.issue.iter().sum::<u32>() > 300);
+}
+
+#[test]
+fn equal_content_hashes_are_near_duplicates_whatever_the_embeddings() {
+    let dg = data("digits");
+    let mut hashes = row_hashes(&dg);
+    hashes[8] = hashes[7];
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_hashed(dir.path(), &dg, None, None, &hashes);
+    let report = analysis::run(&store, &cpu_params(), &Hooks::none()).unwrap();
+    let flags = u32_col(&store, columns::NEAR_DUPLICATE);
+    assert_eq!(flags.iter().enumerate().filter(|(_, f)| **f == 1).map(|(i, _)| i).collect::<Vec<_>>(), [7, 8]);
+    assert_eq!(u32_col(&store, columns::DUPLICATE_GROUP)[7..9], [7, 7]);
+    assert_eq!(f32_col(&store, columns::NEAR_DUPLICATE_SCORE)[7..9], [0.0, 0.0]);
+    assert_eq!((report.spaces[0].exact_duplicates, report.spaces[0].duplicate_groups), (2, 1));
+    let text = analysis::summary(&report);
+    assert!(text.contains("near duplicates: 2 items in 1 groups, 2 of them exact"), "{text}");
 }
 
 #[test]

@@ -251,8 +251,11 @@ fn embedding(x: f32, y: f32, dim: usize, rng: &mut StdRng) -> Vec<f32> {
 
 /// Distances in the 2-D layout are scaled to the size of cosine distances.
 const DIST_SCALE: f32 = 0.05;
-/// Near copies sit within 0.002 of their original; real neighbours are farther apart than this.
+/// Near copies sit within 0.002 of their original; real neighbours are farther apart than this. The
+/// article's absolute `nn_flag` cuts here.
 const DUPLICATE_2D: f32 = 0.02;
+/// cleanlab's near-duplicate threshold, a fraction of the median nearest-neighbour distance.
+const NEAR_DUPLICATE_FRACTION: f32 = 0.13;
 
 /// Writes a synthetic store into `dir` (created if needed) and returns it with the ground truth.
 pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
@@ -344,8 +347,17 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
         let score: Vec<f32> = mean.iter().map(|m| (-m / (4.0 * typical)).exp()).collect();
         let nn_id: Vec<u32> = (0..n).map(|i| ids.get(i * k).copied().unwrap_or(i as u32)).collect();
         let nn_d: Vec<f32> = (0..n).map(|i| dist.get(i * k).copied().unwrap_or(0.0)).collect();
-        let dup: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < DUPLICATE_2D * DIST_SCALE)).collect();
-        let group = duplicate_groups(&dup, &nn_id);
+        let nn_flag: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < DUPLICATE_2D * DIST_SCALE)).collect();
+        let median_nn = {
+            let mut m = nn_d.clone();
+            m.sort_unstable_by(f32::total_cmp);
+            m.get(n / 2).copied().unwrap_or(1.0).max(1e-6)
+        };
+        let close: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < NEAR_DUPLICATE_FRACTION * median_nn)).collect();
+        let group = duplicate_groups(&close, &nn_id);
+        // Near duplicates pair up both ways, as cleanlab's sets do: an item's close nearest neighbour is one too.
+        let dup: Vec<u32> = group.iter().map(|&g| u32::from(g != u32::MAX)).collect();
+        let dup_score: Vec<f32> = nn_d.iter().map(|&d| 1.0 - (-d / median_nn).exp()).collect();
         let pca: Vec<f32> = pos
             .chunks_exact(2)
             .flat_map(|q| {
@@ -364,7 +376,9 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
         store.put_column(&mut w, name, columns::KNN_IDS, &u32c(ids, k.max(1) as u32))?;
         store.put_column(&mut w, name, columns::KNN_DISTANCES, &f32c(dist, k.max(1) as u32))?;
         store.put_column(&mut w, name, columns::NEAR_DUPLICATE, &u32c(dup, 1))?;
+        store.put_column(&mut w, name, columns::NEAR_DUPLICATE_SCORE, &f32c(dup_score, 1))?;
         store.put_column(&mut w, name, columns::DUPLICATE_GROUP, &u32c(group, 1))?;
+        store.put_column(&mut w, name, columns::NN_FLAG, &u32c(nn_flag, 1))?;
         store.put_column(&mut w, name, columns::PCA, &f32c(pca, 2))?;
         store.put_column(&mut w, name, columns::UMAP, &f32c(pos.clone(), 2))?;
         if sp.num_classes > 0 {

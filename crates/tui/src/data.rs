@@ -42,7 +42,15 @@ pub struct SpaceData {
     pub label_quality: Option<Vec<f32>>,
     pub pred: Option<Vec<u32>>,
     pub label_issue: Option<Bits>,
+    /// cleanlab's near duplicates, relative to the space's nearest-neighbour distances (flag `D`).
     pub near_duplicate: Option<Bits>,
+    /// The article's flag: nearest neighbour within an absolute cosine distance (flag `n`).
+    pub nn_flag: Option<Bits>,
+    /// Each item's near-duplicate group (its smallest member, u32::MAX for none) and the groups' sizes.
+    pub duplicate_group: Option<Vec<u32>>,
+    pub group_sizes: HashMap<u32, u32>,
+    /// The cosine distance of `nn_flag`, from the analysis settings.
+    pub nn_threshold: Option<f64>,
     /// 2-D projection (x, y interleaved) and its name (umap, else pca).
     /// Shared with the pixel scatter's worker thread.
     pub projection: Option<(&'static str, Arc<Vec<f32>>)>,
@@ -168,6 +176,17 @@ impl Data {
         self.spaces.get(space).and_then(|s| s.near_duplicate.as_ref()).is_some_and(|p| p.get(id as usize))
     }
 
+    pub fn nn_flag(&self, space: usize, id: u32) -> bool {
+        self.spaces.get(space).and_then(|s| s.nn_flag.as_ref()).is_some_and(|p| p.get(id as usize))
+    }
+
+    /// The near-duplicate group of `id` in `space`: its smallest member and how many items it has.
+    pub fn duplicate_group(&self, space: usize, id: u32) -> Option<(u32, u32)> {
+        let sp = self.spaces.get(space)?;
+        let g = *sp.duplicate_group.as_ref()?.get(id as usize)?;
+        sp.group_sizes.get(&g).map(|&size| (g, size))
+    }
+
     pub fn is_outlier(&self, space: usize, id: u32) -> bool {
         self.spaces
             .get(space)
@@ -212,6 +231,12 @@ fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Res
         if v.is_empty() { f32::MIN } else { *v.select_nth_unstable_by(at, f32::total_cmp).1 }
     });
     let k = store.column_row(r, name, columns::KNN_IDS, 0)?.map_or(0, |c| c.width());
+    let duplicate_group = u32s(col(columns::DUPLICATE_GROUP)?, n);
+    let mut group_sizes = HashMap::new();
+    for &g in duplicate_group.iter().flatten().filter(|&&g| g != u32::MAX) {
+        *group_sizes.entry(g).or_insert(0) += 1;
+    }
+    let nn_threshold = store.setting(r, "analysis")?.and_then(|s| s.get("duplicate_threshold")?.as_f64());
     Ok(SpaceData {
         name: name.to_string(),
         index,
@@ -220,6 +245,10 @@ fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Res
         pred: u32s(col(columns::PRED)?, n),
         label_issue: u32s(col(columns::LABEL_ISSUE)?, n).map(|v| Bits::from_flags(&v)),
         near_duplicate: u32s(col(columns::NEAR_DUPLICATE)?, n).map(|v| Bits::from_flags(&v)),
+        nn_flag: u32s(col(columns::NN_FLAG)?, n).map(|v| Bits::from_flags(&v)),
+        duplicate_group,
+        group_sizes,
+        nn_threshold,
         outlier,
         projection,
         bounds,

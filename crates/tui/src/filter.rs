@@ -76,7 +76,10 @@ impl TagFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagFilter {
     None,
+    /// cleanlab's near duplicate (flag `D`).
     NearDuplicate,
+    /// The article's absolute nearest-neighbour flag (flag `n`).
+    NnFlag,
     LabelIssue,
     Outlier,
 }
@@ -86,7 +89,8 @@ impl FlagFilter {
     pub fn next(self) -> FlagFilter {
         match self {
             FlagFilter::None => FlagFilter::NearDuplicate,
-            FlagFilter::NearDuplicate => FlagFilter::LabelIssue,
+            FlagFilter::NearDuplicate => FlagFilter::NnFlag,
+            FlagFilter::NnFlag => FlagFilter::LabelIssue,
             FlagFilter::LabelIssue => FlagFilter::Outlier,
             FlagFilter::Outlier => FlagFilter::None,
         }
@@ -96,6 +100,7 @@ impl FlagFilter {
         match self {
             FlagFilter::None => "none",
             FlagFilter::NearDuplicate => "near-duplicate",
+            FlagFilter::NnFlag => "nn-flag",
             FlagFilter::LabelIssue => "label-issue",
             FlagFilter::Outlier => "outlier (lowest 1%)",
         }

@@ -67,7 +67,7 @@ pub static NORMAL: LazyLock<Vec<Binding>> = LazyLock::new(|| {
         b(&[k('l')], A::LabelFilter, "filter", "filter by label"),
         b(&[k('p')], A::PredFilter, "filter", "filter by predicted label"),
         b(&[k('t')], A::CycleTagFilter, "filter", "cycle tag filter"),
-        b(&[k('f')], A::CycleFlagFilter, "filter", "flag filter: dup/issue/outl"),
+        b(&[k('f')], A::CycleFlagFilter, "filter", "flag filter: D/n/!/o"),
         b(&[k('*')], A::MoreLikeThis, "filter", "more like this (arroy)"),
         b(&[k('c')], A::ClearFilters, "filter", "clear filters"),
         b(&[code(C::Tab)], A::NextSpace, "view", "next embedding space"),

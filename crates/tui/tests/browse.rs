@@ -236,6 +236,9 @@ fn filters_flags_source_and_prediction() {
     assert!(!app.list().shown().is_empty());
     assert!(app.list().shown().iter().all(|&i| app.data().near_duplicate(0, i)));
     key(&mut app, KeyCode::Char('f'));
+    assert!(!app.list().shown().is_empty());
+    assert!(app.list().shown().iter().all(|&i| app.data().nn_flag(0, i)));
+    key(&mut app, KeyCode::Char('f'));
     let issues = truth.label.iter().zip(&truth.true_class).filter(|(l, c)| l != c).count();
     assert_eq!(app.list().shown().len(), issues, "label issues are the flipped labels");
     key(&mut app, KeyCode::Char('c'));
@@ -455,6 +458,9 @@ mod snapshots {
         insta::assert_snapshot!("duplicates_zoomed_120x40", snap(&app));
         key(&mut app, KeyCode::Char('?'));
         insta::assert_snapshot!("help_120x40", snap(&app));
+        key(&mut app, KeyCode::Char('q'));
+        key(&mut app, KeyCode::Char('f'));
+        insta::assert_snapshot!("nn_flag_zoomed_120x40", snap(&app));
     }
 }
 
@@ -499,12 +505,14 @@ fn flag_bits_match_the_stored_flag_columns() {
         _ => panic!("{name} is not u32"),
     };
     let dup = flags("foundation", columns::NEAR_DUPLICATE);
+    let nn = flags("foundation", columns::NN_FLAG);
     let issue = flags("finetuned", columns::LABEL_ISSUE);
-    assert!(dup.contains(&1) && issue.contains(&1), "the generator makes both kinds");
+    assert!(dup.contains(&1) && nn.contains(&1) && issue.contains(&1), "the generator makes every kind");
     drop(r);
     let (app, _rx) = open(store.clone(), &Graphics::Text, 120, 40);
     for id in 0..dup.len() as u32 {
         assert_eq!(app.data().near_duplicate(0, id), dup[id as usize] == 1, "item {id}");
+        assert_eq!(app.data().nn_flag(0, id), nn[id as usize] == 1, "item {id}");
         assert_eq!(app.data().label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
     }
 }

@@ -67,7 +67,9 @@ pub struct AnalysisParams {
     pub spaces: Vec<String>,
     /// Neighbours stored per item and used for the outlier score (cleanlab: 10).
     pub k: usize,
-    /// Cosine distance under which the nearest neighbour makes an item a near duplicate.
+    /// cleanlab's near-duplicate threshold, a fraction of the space's median nearest-neighbour distance.
+    pub near_duplicate_threshold: f32,
+    /// Cosine distance under which the nearest neighbour sets the article's `nn_flag`.
     pub duplicate_threshold: f32,
     pub device: Device,
     pub ann: AnnParams,
@@ -84,7 +86,8 @@ impl Default for AnalysisParams {
         AnalysisParams {
             spaces: Vec::new(),
             k: outlier::CLEANLAB_K,
-            duplicate_threshold: 0.045,
+            near_duplicate_threshold: duplicates::CLEANLAB_THRESHOLD,
+            duplicate_threshold: duplicates::ARTICLE_NN_THRESHOLD,
             device: Device::cuda_if_available(),
             ann: AnnParams::default(),
             umap: Some(UmapSettings { n_neighbors: 15, min_dist: 0.1, seed: 42, n_epochs: None }),
@@ -109,6 +112,14 @@ pub struct SpaceReport {
     pub outlier_scale: f64,
     pub near_duplicates: usize,
     pub duplicate_groups: usize,
+    /// Items with an exact duplicate (content hash or feature vector).
+    pub exact_duplicates: usize,
+    /// The median nearest-neighbour distance the near-duplicate radius is relative to, and the radius.
+    pub nn_median: f32,
+    pub near_duplicate_radius: f32,
+    /// Items whose nearest neighbour is within the absolute cosine `nn_threshold` (`nn_flag`).
+    pub nn_flagged: usize,
+    pub nn_threshold: f32,
     /// None when no label scores were computed; `label_note` says why.
     pub label_issues: Option<usize>,
     pub label_note: Option<String>,
@@ -139,17 +150,20 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
                 return Err(AnalysisError::NoSpace { name: name.clone(), have });
             }
         }
-        (all, (store.labels(&rtxn)?, store.label_names(&rtxn)?))
+        let hashes: Vec<u64> = store.items(&rtxn)?.into_iter().map(|i| i.hash).collect();
+        (all, (store.labels(&rtxn)?, store.label_names(&rtxn)?, hashes))
     };
     let mut report = AnalysisReport::default();
     for space in spaces.iter().filter(|s| params.spaces.is_empty() || params.spaces.contains(&s.name)) {
         // Projections of later spaces are aligned to the first space's, as stored (this run's or an earlier one).
         let reference = (space.name != all_first(&spaces)).then(|| all_first(&spaces).to_string());
-        report.spaces.push(run_space(store, space, &labels.0, labels.1.len(), reference.as_deref(), params, hooks)?);
+        let dataset = Dataset { labels: &labels.0, label_names: labels.1.len(), hashes: &labels.2 };
+        report.spaces.push(run_space(store, space, &dataset, reference.as_deref(), params, hooks)?);
     }
     let mut wtxn = store.write_txn()?;
     let settings = serde_json::json!({
         "k": params.k,
+        "near_duplicate_threshold": params.near_duplicate_threshold,
         "duplicate_threshold": params.duplicate_threshold,
         "n_trees": params.ann.n_trees,
         "seed": params.ann.seed,
@@ -168,15 +182,24 @@ fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
+/// What the analysis of every space reads from the items.
+#[derive(Clone, Copy)]
+struct Dataset<'a> {
+    labels: &'a [Option<u32>],
+    label_names: usize,
+    /// Content hashes: items with equal ones are exact duplicates.
+    hashes: &'a [u64],
+}
+
 fn run_space(
     store: &Store,
     space: &SpaceInfo,
-    labels: &[Option<u32>],
-    label_names: usize,
+    dataset: &Dataset,
     reference: Option<&str>,
     params: &AnalysisParams,
     hooks: &Hooks,
 ) -> Result<SpaceReport> {
+    let Dataset { labels, label_names, hashes } = *dataset;
     let mut timings = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -231,7 +254,12 @@ fn run_space(
     };
     let scores = outlier::outlier_scores(&score_knn, k, metric);
     let stored = cos_knn.truncate(k);
-    let dups = duplicates::near_duplicates(&stored, params.duplicate_threshold);
+    // cleanlab's near duplicates come from the graph its outlier score uses; the article's flag is cosine.
+    let exact = duplicates::exact_duplicate_sets(&x, d, &hashes[..n.min(hashes.len())]);
+    let exact_d = duplicates::exact_distances(&score_knn, &x, d, metric);
+    let dups = duplicates::near_duplicates(&score_knn, &exact_d, &exact, params.near_duplicate_threshold);
+    let nn_flags = duplicates::nn_flags(&stored, params.duplicate_threshold);
+    let nn_flagged = nn_flags.iter().filter(|&&f| f == 1).count();
     lap("scores", &mut timings);
 
     let (label_cols, label_issues, label_note) = match (&probs, space.num_classes as usize) {
@@ -302,8 +330,10 @@ fn run_space(
         columns::KNN_DISTANCES,
         &Column::F32 { width: k as u32, values: stored.dists.clone() },
     )?;
-    store.put_column(&mut wtxn, name, columns::NEAR_DUPLICATE, &u1(dups.flags.clone()))?;
-    store.put_column(&mut wtxn, name, columns::DUPLICATE_GROUP, &u1(dups.groups.clone()))?;
+    store.put_column(&mut wtxn, name, columns::NEAR_DUPLICATE, &u1(dups.flags))?;
+    store.put_column(&mut wtxn, name, columns::NEAR_DUPLICATE_SCORE, &f1(dups.scores))?;
+    store.put_column(&mut wtxn, name, columns::DUPLICATE_GROUP, &u1(dups.groups))?;
+    store.put_column(&mut wtxn, name, columns::NN_FLAG, &u1(nn_flags))?;
     let label_names_cols = [columns::PRED, columns::CONFIDENCE, columns::LABEL_QUALITY, columns::LABEL_ISSUE];
     match label_cols {
         Some(ls) => {
@@ -358,6 +388,11 @@ fn run_space(
         outlier_scale: scores.scale,
         near_duplicates: dups.flagged,
         duplicate_groups: dups.group_count,
+        exact_duplicates: dups.exact,
+        nn_median: dups.median,
+        near_duplicate_radius: dups.radius,
+        nn_flagged,
+        nn_threshold: params.duplicate_threshold,
         label_issues,
         label_note,
         ann_recall,
@@ -441,7 +476,17 @@ pub fn summary(report: &AnalysisReport) -> String {
         );
         let tops: Vec<String> = sp.top_outliers.iter().map(|&(id, score)| format!("{id} ({score:.2e})")).collect();
         let _ = writeln!(s, "  top outliers (score; 1 = typical): {}", tops.join(", "));
-        let _ = writeln!(s, "  near duplicates: {} items in {} groups", sp.near_duplicates, sp.duplicate_groups);
+        let _ = writeln!(
+            s,
+            "  near duplicates: {} items in {} groups, {} of them exact (neighbour under {:.2e} = {:.2} x the median \
+             nn distance)",
+            sp.near_duplicates,
+            sp.duplicate_groups,
+            sp.exact_duplicates,
+            sp.near_duplicate_radius,
+            sp.near_duplicate_radius / sp.nn_median,
+        );
+        let _ = writeln!(s, "  nn_flag (nn within cosine {}): {}", sp.nn_threshold, sp.nn_flagged);
         match (sp.label_issues, &sp.label_note) {
             (Some(c), _) => {
                 let _ = writeln!(s, "  label issues (confident learning): {c}");

@@ -13,6 +13,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let params = AnalysisParams {
         spaces: args.spaces,
         k: args.k,
+        near_duplicate_threshold: args.near_duplicate_threshold,
         duplicate_threshold: args.duplicate_threshold,
         device,
         ann: AnnParams { n_trees: args.n_trees, seed: args.seed },

@@ -26,6 +26,10 @@ pub struct SpaceSummary {
     pub outliers: Vec<Ranked>,
     /// Items confident learning flags in this space, most likely mislabelled first (None: no label analysis).
     pub label_issues: Option<Vec<Ranked>>,
+    /// Near duplicates (cleanlab's, relative to the space) and the article's nn flags (absolute); None
+    /// when the analysis did not write the column.
+    pub near_duplicates: Option<usize>,
+    pub nn_flagged: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +91,9 @@ pub fn summarize(store: &Store, top: usize, overlap_k: usize) -> Result<Summary>
             }
             _ => None,
         };
+        let flagged = |c: Option<Vec<u32>>| c.map(|v| v.iter().filter(|&&f| f == 1).count());
+        let near_duplicates = flagged(u32s(store.column(&rtxn, &sp.name, columns::NEAR_DUPLICATE)?));
+        let nn_flagged = flagged(u32s(store.column(&rtxn, &sp.name, columns::NN_FLAG)?));
         rankings.push(order);
         spaces.push(SpaceSummary {
             name: sp.name.clone(),
@@ -94,6 +101,8 @@ pub fn summarize(store: &Store, top: usize, overlap_k: usize) -> Result<Summary>
             dim: sp.dim,
             outliers,
             label_issues,
+            near_duplicates,
+            nn_flagged,
         });
     }
     let overlap = match rankings.as_slice() {
@@ -150,6 +159,13 @@ pub fn render(summary: &Summary, top: usize) -> String {
                 let _ =
                     writeln!(s, "  no label analysis in {} (its head does not predict the dataset's labels)", sp.name);
             }
+        }
+        if let Some(dups) = sp.near_duplicates {
+            let _ = write!(s, "  near duplicates in {}: {dups} (relative to the space's nn distances)", sp.name);
+            if let Some(nn) = sp.nn_flagged {
+                let _ = write!(s, "; nn_flag (nn within the absolute cosine threshold): {nn}");
+            }
+            s.push('\n');
         }
     }
     if let (Some((k, common)), [a, b, ..]) = (summary.overlap, summary.spaces.as_slice()) {

@@ -226,6 +226,7 @@ impl ListView {
         let issue =
             sp.and_then(|s| s.label_issue.as_ref()).or_else(|| d.spaces.iter().find_map(|s| s.label_issue.as_ref()));
         let dup = sp.and_then(|s| s.near_duplicate.as_ref());
+        let nn = sp.and_then(|s| s.nn_flag.as_ref());
         let outlier = sp.and_then(|s| s.outlier.as_deref().map(|o| (o, s.outlier_cut)));
         let source = f.source.as_ref().map(|s| &s.1).zip(self.sources.as_ref());
         move |id: u32| {
@@ -246,6 +247,7 @@ impl ListView {
             let flag_ok = match f.flag {
                 FlagFilter::None => true,
                 FlagFilter::NearDuplicate => dup.is_some_and(|c| c.get(i)),
+                FlagFilter::NnFlag => nn.is_some_and(|c| c.get(i)),
                 FlagFilter::LabelIssue => issue.is_some_and(|c| c.get(i)),
                 FlagFilter::Outlier => outlier.is_some_and(|(o, cut)| o[i] <= cut),
             };

@@ -68,7 +68,18 @@ impl InspectorPanel<'_> {
         lines.push(Line::from(l3));
         let mut flags = Vec::new();
         if d.near_duplicate(space, id) {
-            flags.push(Span::styled("near duplicate ", t.tag(TagKind::Duplicate)));
+            let text = match d.duplicate_group(space, id) {
+                Some((g, size)) => format!("near duplicate (group #{g}, {size} items) "),
+                None => "near duplicate ".to_string(),
+            };
+            flags.push(Span::styled(text, t.tag(TagKind::Duplicate)));
+        }
+        if d.nn_flag(space, id) {
+            let text = match sp.and_then(|s| s.nn_threshold) {
+                Some(th) => format!("nn within {th} "),
+                None => "nn flag ".to_string(),
+            };
+            flags.push(Span::styled(text, t.dim()));
         }
         if d.label_issue(space, id) {
             flags.push(Span::styled("label issue ", t.tag(TagKind::Mislabeled)));
@@ -106,10 +117,14 @@ impl InspectorPanel<'_> {
             let head = format!("{} nearest in {}", ins.neighbours.len(), self.space_name);
             buf.set_stringn(first.x, first.y - 1, head, lay.list.width.max(first.width) as usize, t.dim());
         }
+        // Neighbours in the item's near-duplicate group are marked D.
+        let group = d.duplicate_group(self.space, ins.id).map(|(g, _)| g);
+        let same_group = |nid: u32| group.is_some() && d.duplicate_group(self.space, nid).map(|(g, _)| g) == group;
         for (slot, &(nid, dist)) in lay.thumbs.iter().zip(&ins.neighbours) {
             self.picture(nid, *slot, buf);
             let nl = d.label[nid as usize];
-            let cap = format!("{dist:.2} {}", d.label_name(nl));
+            let mark = if same_group(nid) { "D " } else { "" };
+            let cap = format!("{mark}{dist:.2} {}", d.label_name(nl));
             buf.set_stringn(slot.x, slot.bottom(), cap, slot.width as usize, t.label(nl));
         }
         let col_w = 27;
@@ -121,8 +136,10 @@ impl InspectorPanel<'_> {
                 break;
             }
             let nl = d.label[nid as usize];
+            let mark = if same_group(nid) { "D" } else { " " };
             Line::from(vec![
-                Span::raw(format!("#{nid:<7} ")),
+                Span::raw(format!("#{nid:<7}")),
+                Span::styled(format!("{mark} "), t.tag(TagKind::Duplicate)),
                 Span::styled(format!("{:<10} ", d.label_name(nl)), t.label(nl)),
                 Span::raw(format!("{dist:.4}")),
             ])

@@ -46,7 +46,7 @@ impl Col {
             Col::Outlier => "outlier",
             Col::Nn => "nn dist",
             Col::Quality => "lq",
-            Col::Flags => "flg",
+            Col::Flags => "flag",
             Col::Tag => "tag",
             Col::Source => "source",
         }
@@ -59,7 +59,7 @@ impl Col {
             Col::Label | Col::Pred => Constraint::Length(10),
             Col::Outlier | Col::Nn => Constraint::Length(8),
             Col::Quality => Constraint::Length(5),
-            Col::Flags => Constraint::Length(3),
+            Col::Flags => Constraint::Length(4),
             Col::Tag => Constraint::Length(5),
             Col::Source => Constraint::Min(4),
         }
@@ -187,6 +187,9 @@ impl Table<'_> {
                 let mut spans = Vec::new();
                 if d.near_duplicate(space, id) {
                     spans.push(Span::styled("D", t.tag(TagKind::Duplicate)));
+                }
+                if d.nn_flag(space, id) {
+                    spans.push(Span::styled("n", t.dim()));
                 }
                 if d.label_issue(space, id) {
                     spans.push(Span::styled("!", t.tag(TagKind::Mislabeled)));
