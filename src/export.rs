@@ -1,4 +1,4 @@
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 use torchlight_cli::ExportArgs;
 use torchlight_store::Store;
 use torchlight_store::export;
@@ -12,6 +12,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         return Ok(());
     }
     let format = export::TableFormat::from_path(out)?;
+    if args.spotlight && format != export::TableFormat::Parquet {
+        return Err(eyre!("--spotlight writes image bytes, which only parquet holds: name the output .parquet"));
+    }
     let table = export::build_table(&store, args.spotlight)?;
     export::write_table(&table, out, format)?;
     torchlight_cli::outln!("wrote {} ({} rows, {} columns)", out.display(), table.rows, table.columns.len());

@@ -17,7 +17,10 @@ pub struct ExportArgs {
     /// Write this space's embeddings in item-id order instead of the table.
     #[arg(long, value_name = "SPACE")]
     pub embeddings: Option<String>,
-    /// Also write the article's Renumics Spotlight column names.
+    /// Also write the article's dataframe for Renumics Spotlight (a .parquet output only): `image`, `nn_image`,
+    /// `label_str`, `embedding_ft`, `embedding.foundation`, `outlier_score_ft`, `outlier_score_found`, `nn_id`,
+    /// `nn_distance`, `nn_flag`. An image cell is the file's path where the item is an image file, else its PNG
+    /// thumbnail from the store (the whole image up to 96 pixels a side, a 96-pixel preview beyond).
     #[arg(long)]
     pub spotlight: bool,
 }

@@ -25,6 +25,11 @@ pub struct IngestArgs {
     /// Precomputed embeddings as NAME=FILE (.npy float32/float64 [N, D], or parquet list column). Repeatable.
     #[arg(long = "embeddings", value_name = "NAME=FILE")]
     pub embeddings: Vec<String>,
+    /// Embeddings stored in the dataset itself as NAME=COLUMN: a list column (float32/float64/float16, one
+    /// length) of a parquet or hf: source, read in record order across all its files; COLUMN is a top-level
+    /// name and may hold dots (`foundation=embedding.foundation`). Repeatable.
+    #[arg(long = "embedding-column", value_name = "NAME=COLUMN")]
+    pub embedding_columns: Vec<String>,
     /// Force the dataset format instead of detecting it.
     #[arg(long)]
     pub format: Option<Format>,
@@ -66,6 +71,43 @@ pub struct IngestArgs {
     /// Preprocessing JSON for TorchScript models (image_size, mean, std, resample, channels).
     #[arg(long, value_name = "FILE")]
     pub preprocess: Option<PathBuf>,
+    /// Ingest only part I of N (I from 0) of the records into this --store, for one task of a job array; join
+    /// the N shard stores with `torchlight merge`. `auto` takes I and N from a Slurm job array
+    /// (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT), `auto/N` takes I from a Kubernetes Indexed Job
+    /// (JOB_COMPLETION_INDEX). No analysis: analyze the merged store.
+    #[arg(long, value_name = "I/N|auto|auto/N", value_parser = shard)]
+    pub shard: Option<ShardArg>,
+}
+
+/// `--shard`: a part given as I/N, or read from a job array's environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    Index {
+        index: u32,
+        count: u32,
+    },
+    /// From the job array; `count` checks (Slurm) or gives (Kubernetes) the number of shards.
+    Auto {
+        count: Option<u32>,
+    },
+}
+
+fn shard(s: &str) -> Result<ShardArg, String> {
+    let usage = "expected I/N (I from 0 to N-1), auto (a Slurm job array) or auto/N (a Kubernetes Indexed Job)";
+    let number = |t: &str| t.parse::<u32>().map_err(|_| format!("'{t}' is not a whole number: {usage}"));
+    let (index, count) = s.split_once('/').map_or((s, None), |(i, n)| (i, Some(n)));
+    let count = count.map(number).transpose()?;
+    if count == Some(0) {
+        return Err(format!("N must be at least 1: {usage}"));
+    }
+    if index == "auto" {
+        return Ok(ShardArg::Auto { count });
+    }
+    let (index, count) = (number(index)?, count.ok_or_else(|| usage.to_string())?);
+    if index >= count {
+        return Err(format!("shard {index} of {count} does not exist: I goes from 0 to {}", count - 1));
+    }
+    Ok(ShardArg::Index { index, count })
 }
 
 /// `NAME=POOLING` of `--pooling-of`; whether NAME is a model space is checked once the models are known.

@@ -197,7 +197,7 @@ fn parquet_round_trips_with_spotlight_columns() {
                     assert_eq!(*v, scores[i]);
                     seen += 1;
                 }
-                ("embedding_foundation", Field::ListInternal(list)) => {
+                ("embedding.foundation", Field::ListInternal(list)) => {
                     let got: Vec<f32> = list
                         .elements()
                         .iter()
@@ -211,14 +211,25 @@ fn parquet_round_trips_with_spotlight_columns() {
                 }
                 ("tag", Field::Null) => assert_ne!(i, 5),
                 ("tag", Field::Str(s)) => assert_eq!((i, s.as_str()), (5, "mislabeled")),
-                ("nn_image_ft", Field::Str(s)) => assert!(s.starts_with("digits/")),
                 _ => {}
             }
         }
     }
     assert_eq!(seen, 3 * N, "outlier scores (both names) and embeddings read back for every row");
     let names: Vec<String> = t.columns.iter().map(|(n, _)| n.clone()).collect();
-    for name in ["image", "label_str", "embedding_ft", "outlier_score_ft", "nn_image", "nn_image_found"] {
+    for name in [
+        "image",
+        "label_str",
+        "embedding_ft",
+        "embedding.foundation",
+        "outlier_score_ft",
+        "outlier_score_found",
+        "nn_id",
+        "nn_distance",
+        "nn_flag",
+        "nn_image",
+        "nn_image_found",
+    ] {
         assert!(names.iter().any(|n| n == name), "spotlight column {name} missing: {names:?}");
     }
 }
@@ -255,15 +266,216 @@ fn export_command_writes_files() {
         let store = Store::open(dir.path()).unwrap();
         let keep = Path::new(&keep);
         std::fs::create_dir_all(keep).unwrap();
-        let t = export::build_table(&store, true).unwrap();
-        for (name, format) in [
-            ("spotlight.parquet", TableFormat::Parquet),
-            ("table.csv", TableFormat::Csv),
-            ("table.jsonl", TableFormat::Jsonl),
-        ] {
+        export::write_table(
+            &export::build_table(&store, true).unwrap(),
+            &keep.join("spotlight.parquet"),
+            TableFormat::Parquet,
+        )
+        .unwrap();
+        let t = export::build_table(&store, false).unwrap();
+        for (name, format) in [("table.csv", TableFormat::Csv), ("table.jsonl", TableFormat::Jsonl)] {
             export::write_table(&t, &keep.join(name), format).unwrap();
         }
         std::fs::copy(&out, keep.join("table.parquet")).unwrap();
         std::fs::copy(&npy_out, keep.join("ft.npy")).unwrap();
+    }
+}
+
+/// The first `n` demo MNIST digits as pixels (784 per row) and 2x2-pooled (196 per row), float32.
+fn demo_digits(n: usize) -> (Vec<f32>, Vec<f32>) {
+    use std::io::Read;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/assets/mnist-digits-images-idx3-ubyte.gz");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(File::open(path).unwrap()).read_to_end(&mut bytes).unwrap();
+    let px: Vec<f32> = bytes[16..16 + n * 784].iter().map(|&b| f32::from(b) / 255.0).collect();
+    let mut pooled = Vec::with_capacity(n * 196);
+    for img in px.chunks(784) {
+        for (y, x) in (0..14usize).flat_map(|y| (0..14usize).map(move |x| (y, x))) {
+            let at = |dy: usize, dx: usize| img[(2 * y + dy) * 28 + 2 * x + dx];
+            pooled.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
+        }
+    }
+    (px, pooled)
+}
+
+fn write_f32_npy(path: &Path, rows: usize, data: &[f32]) {
+    let body: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let shape = format!("({rows}, {})", data.len() / rows);
+    std::fs::write(path, common::fixtures::npy_bytes("<f4", &shape, false, &body)).unwrap();
+}
+
+fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(common::bin::torchlight())
+        .args(args)
+        .env_remove("TORCHLIGHT_STORE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The spotlight parquet's top-level columns: name -> what its type is, in words.
+fn spotlight_schema(path: &Path) -> Vec<(String, String)> {
+    use parquet::basic::{LogicalType, Type as Physical};
+    let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let root = reader.metadata().file_metadata().schema_descr().root_schema().clone();
+    let leaf = |t: &parquet::schema::types::Type| match (t.get_physical_type(), t.get_basic_info().logical_type_ref()) {
+        (Physical::BYTE_ARRAY, Some(LogicalType::String)) => "string",
+        (Physical::BYTE_ARRAY, None) => "binary",
+        (Physical::FLOAT, _) => "float",
+        (Physical::INT64, _) => "int64",
+        (Physical::BOOLEAN, _) => "bool",
+        _ => "other",
+    };
+    root.get_fields()
+        .iter()
+        .map(|f| {
+            let kind = if f.is_primitive() {
+                leaf(f).to_string()
+            } else if f.get_basic_info().logical_type_ref() == Some(&parquet::basic::LogicalType::List) {
+                format!("list<{}>", leaf(&f.get_fields()[0].get_fields()[0]))
+            } else {
+                let members: Vec<String> =
+                    f.get_fields().iter().map(|m| format!("{}: {}", m.name(), leaf(m))).collect();
+                format!("{{{}}}", members.join(", "))
+            };
+            (f.name().to_string(), kind)
+        })
+        .collect()
+}
+
+/// The image of a `{bytes, path}` cell: decoded bytes, or the file at the path.
+fn cell_image(field: &Field) -> image::DynamicImage {
+    let Field::Group(cell) = field else { panic!("image cell {field:?}") };
+    let member = |name: &str| cell.get_column_iter().find(|(n, _)| n.as_str() == name).map(|(_, f)| f.clone());
+    match (member("bytes"), member("path")) {
+        (Some(Field::Bytes(b)), Some(Field::Null)) => image::load_from_memory(b.data()).unwrap(),
+        (Some(Field::Null), Some(Field::Str(p))) => image::open(p).unwrap(),
+        other => panic!("image cell {other:?}"),
+    }
+}
+
+/// An IDX store (200 demo digits, no file per image) exports the article's dataframe for Renumics Spotlight:
+/// the article's column names and types, and every `image` and `nn_image` cell decodable PNG bytes.
+#[test]
+fn spotlight_export_of_an_idx_store_has_decodable_image_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (px, pooled) = demo_digits(200);
+    let (ft, found) = (tmp.path().join("px.npy"), tmp.path().join("pooled.npy"));
+    write_f32_npy(&ft, 200, &px);
+    write_f32_npy(&found, 200, &pooled);
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/assets/mnist-digits-images-idx3-ubyte.gz");
+    let store = tmp.path().join("store");
+    let (ft_arg, found_arg) = (format!("finetuned={}", ft.display()), format!("foundation={}", found.display()));
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "ingest".as_ref(),
+        images.as_os_str(),
+        "--limit".as_ref(),
+        "200".as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+        "--embeddings".as_ref(),
+        ft_arg.as_ref(),
+        "--embeddings".as_ref(),
+        found_arg.as_ref(),
+    ];
+    run_ok(&args);
+    let out = tmp.path().join("spotlight.parquet");
+    let stdout = run_ok(&[
+        "export".as_ref(),
+        "--spotlight".as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(stdout.contains("200 rows"), "{stdout}");
+    let schema = spotlight_schema(&out);
+    let image = "{bytes: binary, path: string}";
+    for (name, kind) in [
+        ("image", image),
+        ("nn_image", image),
+        ("label_str", "string"),
+        ("embedding_ft", "list<float>"),
+        ("embedding.foundation", "list<float>"),
+        ("outlier_score_ft", "float"),
+        ("outlier_score_found", "float"),
+        ("nn_id", "int64"),
+        ("nn_distance", "float"),
+        ("nn_flag", "bool"),
+        ("nn_image_found", image),
+    ] {
+        assert!(schema.iter().any(|(n, k)| n == name && k == kind), "{name}: {kind} not in {schema:?}");
+    }
+    let reader = SerializedFileReader::new(File::open(&out).unwrap()).unwrap();
+    let mut decoded = 0;
+    for row in reader.get_row_iter(None).unwrap() {
+        for (name, field) in row.unwrap().get_column_iter() {
+            if name.as_str() == "image" || name.starts_with("nn_image") {
+                let img = cell_image(field);
+                assert_eq!((img.width(), img.height()), (28, 28));
+                decoded += 1;
+            }
+        }
+    }
+    assert_eq!(decoded, 3 * 200, "image, nn_image and nn_image_found of every row");
+    let csv = tmp.path().join("spotlight.csv");
+    let run = std::process::Command::new(common::bin::torchlight())
+        .args([
+            "export".as_ref(),
+            "--spotlight".as_ref(),
+            "--store".as_ref(),
+            store.as_os_str(),
+            "-o".as_ref(),
+            csv.as_os_str(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("only parquet holds"), "{err}");
+}
+
+/// Items whose records are image files export as their paths.
+#[test]
+fn spotlight_image_cells_of_image_files_are_their_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for i in 0..6u8 {
+        let class = data.join(format!("c{}", i % 2));
+        std::fs::create_dir_all(&class).unwrap();
+        let img = image::RgbImage::from_fn(12, 10, |x, y| image::Rgb([i * 40, x as u8 * 9, y as u8 * 11]));
+        img.save(class.join(format!("{i}.png"))).unwrap();
+    }
+    let emb = tmp.path().join("emb.npy");
+    write_f32_npy(&emb, 6, &(0..18).map(|v| ((v * 7) % 5) as f32 + 0.5).collect::<Vec<_>>());
+    let store = tmp.path().join("store");
+    let arg = format!("finetuned={}", emb.display());
+    run_ok(&[
+        "ingest".as_ref(),
+        data.as_os_str(),
+        "--store".as_ref(),
+        store.as_os_str(),
+        "--embeddings".as_ref(),
+        arg.as_ref(),
+    ]);
+    let out = tmp.path().join("s.parquet");
+    run_ok(&[
+        "export".as_ref(),
+        "--spotlight".as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let reader = SerializedFileReader::new(File::open(&out).unwrap()).unwrap();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let source = row.get_column_iter().find(|(n, _)| n.as_str() == "source").map(|(_, f)| f.to_string()).unwrap();
+        let (_, image) = row.get_column_iter().find(|(n, _)| n.as_str() == "image").unwrap();
+        let Field::Group(cell) = image else { panic!("{image:?}") };
+        let path = cell.get_column_iter().find(|(n, _)| n.as_str() == "path").map(|(_, f)| f.to_string()).unwrap();
+        assert_eq!(path, source, "the item's own file");
+        assert!(Path::new(path.trim_matches('"')).is_file());
+        assert_eq!(cell_image(image).width(), 12);
     }
 }

@@ -415,3 +415,80 @@ fn parquet_list_column_embeddings() {
     let err = embeddings::read(&fixture("embeddings.parquet"), Some("id")).unwrap_err().to_string();
     assert!(err.contains("no list column id"), "{err}");
 }
+
+/// gen_shards.py's two shards written by `datasets`: `embedding_ft` (float32) and `embedding.foundation`
+/// (float64, a dot in its name) read across both files in record order equal the .npy of the same vectors.
+#[test]
+fn embedding_columns_across_shards_equal_the_npy() {
+    use source::column::ColumnRows;
+    let dir = fixture("shards");
+    let src = source::open(dir.to_str().unwrap(), &opts()).unwrap();
+    assert_eq!((src.info().format, src.info().len), (Format::Parquet, 40));
+    let files = src.parquet_files().unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]);
+    for (column, npy) in [("embedding_ft", "ft.npy"), ("embedding.foundation", "foundation.npy")] {
+        let want = embeddings::read_npy(&dir.join(npy)).unwrap();
+        let mut rows = ColumnRows::open(&files, column).unwrap();
+        assert_eq!(rows.rows(), 40);
+        for r in 0..40 {
+            assert_eq!(rows.next_row().unwrap(), &want.data[r * want.cols..(r + 1) * want.cols], "{column} row {r}");
+        }
+        assert!(rows.next_row().is_err(), "past the last row");
+        // Rows passed over are not read: straight to the second shard.
+        let mut rows = ColumnRows::open(&files, column).unwrap();
+        assert_eq!(rows.row(33).unwrap(), &want.data[33 * want.cols..34 * want.cols]);
+    }
+}
+
+/// Every way a column can fail to be a vector per row is refused naming the file and the row; the column is
+/// found by its top-level name, so `emb.dotted` is not the member `dotted` of the struct `emb`.
+#[test]
+fn embedding_column_errors_name_the_file_and_row() {
+    use source::column::ColumnRows;
+    let files = vec![fixture("column_errors.parquet")];
+    let read_all = |column: &str| -> Result<Vec<Vec<f32>>, String> {
+        let mut rows = ColumnRows::open(&files, column).map_err(|e| e.to_string())?;
+        (0..rows.rows()).map(|_| rows.next_row().map(<[f32]>::to_vec).map_err(|e| e.to_string())).collect()
+    };
+    let ok: Vec<Vec<f32>> = (0..5).map(|i| vec![i as f32, i as f32 + 0.5, -(i as f32)]).collect();
+    for column in ["ok", "half", "doubles", "required"] {
+        assert_eq!(read_all(column).unwrap(), ok, "{column}");
+    }
+    assert_eq!(
+        read_all("emb.dotted").unwrap(),
+        (0..5).map(|i| vec![10.0 + i as f32, 20.0 + i as f32]).collect::<Vec<_>>()
+    );
+    for (column, row, what) in [
+        ("ragged", 3, "holds 2 values, but"),
+        ("nulls", 2, "is null"),
+        ("null_element", 1, "element 1 is null"),
+        ("nan", 4, "element 1 is NaN"),
+        ("inf", 0, "element 0 is inf"),
+        ("big", 1, "beyond float32's range"),
+        ("empty", 2, "empty list"),
+    ] {
+        let err = read_all(column).unwrap_err();
+        let at = format!("column_errors.parquet row {row}: column {column}");
+        assert!(err.contains(&at) && err.contains(what), "{column}: {err}");
+    }
+    for (column, what) in [
+        ("strings", "is a list of strings, not of float32, float64 or float16"),
+        ("ints", "is a list of INT64"),
+        ("nested", "is a list of lists"),
+        ("scalar", "is FLOAT, not a list of numbers"),
+        ("emb", "is a struct of dotted, not a list of numbers"),
+        ("missing", "no column missing (its columns: image, label, ok,"),
+    ] {
+        let err = ColumnRows::open(&files, column).err().unwrap().to_string();
+        assert!(err.contains("column_errors.parquet: ") && err.contains(what), "{column}: {err}");
+    }
+    // A bad row passed over (a record that did not become an item) is not checked.
+    let mut rows = ColumnRows::open(&files, "nulls").unwrap();
+    assert_eq!(rows.row(1).unwrap(), &ok[1][..]);
+    assert_eq!(rows.row(3).unwrap(), &ok[3][..]);
+    // A column missing from one shard is refused naming that shard.
+    let src = source::open(fixture("missing_in_shard").to_str().unwrap(), &opts()).unwrap();
+    let err = ColumnRows::open(&src.parquet_files().unwrap(), "emb").err().unwrap().to_string();
+    assert!(err.contains("train-00001-of-00002.parquet: no column emb (its columns: image, label)"), "{err}");
+}

@@ -23,6 +23,13 @@ pub fn run(args: IngestArgs) -> Result<()> {
     if records == 0 {
         return Err(IngestError::NoRecords(args.source.clone()).into());
     }
+    let shard = args.shard.map(|s| ingest::resolve_shard(s, &|var| std::env::var(var).ok())).transpose()?;
+    if shard.is_some() && !(args.embeddings.is_empty() && args.embedding_columns.is_empty()) {
+        return Err(eyre!(
+            "--shard takes no --embeddings or --embedding-column: their rows are the whole dataset's; import them \
+             into the merged store after `torchlight merge`"
+        ));
+    }
     let embeddings = args
         .embeddings
         .iter()
@@ -30,6 +37,26 @@ pub fn run(args: IngestArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     for (_, file, column) in &embeddings {
         ingest::check_embeddings_file(file, column.as_deref(), source.info().len)?;
+    }
+    let columns = args
+        .embedding_columns
+        .iter()
+        .map(|e| {
+            ingest::parse_embedding_column_arg(e).ok_or_else(|| eyre!("--embedding-column {e}: expected NAME=COLUMN"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (_, column) in &columns {
+        ingest::check_embedding_column(source.as_ref(), column)?;
+    }
+    let precomputed = embeddings.iter().map(|(n, _, _)| n).chain(columns.iter().map(|(n, _)| n));
+    let mut names: Vec<&str> = args.foundation.iter().map(|_| "foundation").collect();
+    names.extend(args.finetuned.iter().map(|_| "finetuned"));
+    names.extend(args.models.iter().filter_map(|m| m.split_once('=').map(|(n, _)| n)));
+    for name in precomputed {
+        if names.contains(&name.as_str()) {
+            return Err(IngestError::DuplicateSpace(name.clone()).into());
+        }
+        names.push(name);
     }
     let models = load_models(&args)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -68,6 +95,9 @@ pub fn run(args: IngestArgs) -> Result<()> {
         progress: true,
         stop: super::stop_requested,
     };
+    if let Some(shard) = shard {
+        eoutln!("shard {}", ingest::describe_shard(&ingest::shard_info(source.as_ref(), &opts, shard)));
+    }
     let stopped = |store: &Store| -> Result<()> {
         let items = store.read_txn().and_then(|r| store.item_count(&r)).unwrap_or(0);
         Err(super::interrupted(format!(
@@ -75,7 +105,11 @@ pub fn run(args: IngestArgs) -> Result<()> {
             store.dir().display()
         )))
     };
-    let summary = match ingest::run(&store, source.as_ref(), models, &opts) {
+    let run = match shard {
+        Some(shard) => ingest::run_shard(&store, source.as_ref(), models, &opts, shard),
+        None => ingest::run(&store, source.as_ref(), models, &opts),
+    };
+    let summary = match run {
         Err(IngestError::Interrupted) => return stopped(&store),
         other => other?,
     };
@@ -87,11 +121,24 @@ pub fn run(args: IngestArgs) -> Result<()> {
         };
         outln!("space {name}: {} x {} imported from {}", summary.items, space.dim, file.display());
     }
+    for (name, column) in &columns {
+        let space = match ingest::import_embedding_column(&store, source.as_ref(), name, column, opts.stop) {
+            Err(IngestError::Interrupted) => return stopped(&store),
+            other => other?,
+        };
+        outln!("space {name}: {} x {} imported from column {column}", summary.items, space.dim);
+    }
     let has_spaces = {
         let rtxn = store.read_txn()?;
         !store.spaces(&rtxn)?.is_empty()
     };
-    if args.no_analyze {
+    if let Some(shard) = shard {
+        outln!(
+            "analysis skipped for a shard: when all {} shards are done, `torchlight merge --store OUT SHARD...`, \
+             then `torchlight analyze --store OUT`",
+            shard.count
+        );
+    } else if args.no_analyze {
         outln!("analysis skipped (--no-analyze): run `torchlight analyze --store {}`", dir.display());
     } else if !has_spaces {
         outln!("no embedding space to analyse (no model, no --embeddings): items and thumbnails only");

@@ -38,6 +38,14 @@ pub enum EmbeddingsError {
     SeveralListColumns(String),
     #[error("row {row}: {why}")]
     BadRow { row: usize, why: String },
+    /// A file of a dataset without the column asked for, or with it as something other than a list of floats.
+    #[error("{file}: {why}")]
+    Column { file: String, why: String },
+    /// A row of a dataset's column that is not a vector (null, empty, a null or non-finite element, ragged).
+    #[error("{file} row {row}: {why}")]
+    Cell { file: String, row: usize, why: String },
+    #[error(transparent)]
+    Source(#[from] super::SourceError),
 }
 
 type Result<T, E = EmbeddingsError> = std::result::Result<T, E>;

@@ -4,6 +4,7 @@
 //! expensive part, decoding, happens on `Record::decode` in the ingest's worker threads.
 
 pub mod cifar;
+pub mod column;
 pub mod csv;
 pub mod embeddings;
 pub mod folder;
@@ -266,6 +267,11 @@ pub trait Source: Send + Sync {
     fn info(&self) -> &SourceInfo;
     /// Records from position `start` on, in order. Cheap: files are read by `Record::decode`.
     fn records(&self, start: usize) -> Result<RecordIter<'_>>;
+    /// The parquet files the records are read from, in record order, when the source is parquet (a local file or
+    /// directory, or a hub dataset): where its other columns, such as stored embeddings, are read from.
+    fn parquet_files(&self) -> Option<Vec<PathBuf>> {
+        None
+    }
 }
 
 /// Builds a fingerprint from the files that make up a dataset: their names (relative to the dataset root),

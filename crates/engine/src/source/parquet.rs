@@ -39,7 +39,7 @@ fn perr(path: &Path) -> impl FnOnce(::parquet::errors::ParquetError) -> SourceEr
 
 /// The parquet crate panics (asserts, `expect`s) on some corrupt files instead of returning an error. At this
 /// boundary such a panic becomes an error naming the file, so a corrupt file fails its own read, not the process.
-fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     torchlight_cli::errors::contained(f).unwrap_or_else(|what| {
         Err(SourceError::Invalid {
             path: path.to_path_buf(),
@@ -55,7 +55,7 @@ const IN_MEMORY: u64 = 64 << 20;
 /// A parquet file, read from memory when small. The parquet crate reads every page header through a fresh
 /// reader, so from a `File` each header costs a read syscall, and a small corrupt file can claim millions of
 /// headers. From memory that is plain parsing.
-enum Input {
+pub(super) enum Input {
     Memory(bytes::Bytes),
     File(File),
 }
@@ -101,7 +101,7 @@ fn open_input(path: &Path, metadata_only: bool) -> Result<Input> {
     Ok(Input::Memory(buf.into()))
 }
 
-fn open_reader(path: &Path, metadata_only: bool) -> Result<SerializedFileReader<Input>> {
+pub(super) fn open_reader(path: &Path, metadata_only: bool) -> Result<SerializedFileReader<Input>> {
     guard(path, || open_reader_unguarded(path, metadata_only))
 }
 
@@ -128,7 +128,7 @@ fn open_reader_unguarded(path: &Path, metadata_only: bool) -> Result<SerializedF
 /// can ask for gigabytes and abort the process. A plain dictionary's values each take at
 /// least a known number of bytes, so the count is checked against the page's actual (decompressed) bytes first.
 /// Only the columns under `top_level` are checked: the projected image and label columns, nothing else is decoded.
-fn check_dictionaries<R: ChunkReader + 'static>(
+pub(super) fn check_dictionaries<R: ChunkReader + 'static>(
     reader: &SerializedFileReader<R>,
     path: &Path,
     top_level: &[&str],
@@ -463,6 +463,10 @@ impl Source for ParquetSource {
             ));
         }
         Ok(Box::new(iters.into_iter().flatten()))
+    }
+
+    fn parquet_files(&self) -> Option<Vec<PathBuf>> {
+        Some(self.parts.iter().map(|p| p.path.clone()).collect())
     }
 }
 
