@@ -36,7 +36,7 @@ fn info_reports_libtorch_devices_and_store() {
     drop(store);
     let out = torchlight().args(["info", "--store"]).arg(dir.path()).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("schema version 1"), "{text}");
+    assert!(text.contains("schema version 2"), "{text}");
     assert!(text.contains("labels (2): cat, dog"), "{text}");
 }
 
@@ -57,4 +57,103 @@ fn a_store_path_that_is_a_file_is_refused_by_name() {
         }
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is left as it was");
+}
+
+/// A pipe whose reading end is already closed, as `| head -1` leaves it once head has its line: every write to
+/// it fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two fds; the read end is closed at once and the write end handed to the child.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from_raw_fd(fds[1])
+    }
+}
+
+/// `torchlight info | head -1`, `analyze | head -1`, `ingest ... 2>&1 | head -3`: a closed stdout or stderr ends
+/// nothing early and crashes nothing; the command's work is done and its exit status is its own.
+#[test]
+fn a_closed_output_pipe_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz");
+    let npy = dir.path().join("pixels.npy");
+    let mut idx = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&digits).unwrap()), &mut idx)
+        .unwrap();
+    let pixels: Vec<f32> = idx[16..16 + 200 * 784].iter().map(|&p| f32::from(p) / 255.0).collect();
+    torchlight_store::npy::write_f32(std::fs::File::create(&npy).unwrap(), &[200, 784], &pixels).unwrap();
+    let ingest = torchlight()
+        .args(["ingest", digits.to_str().unwrap(), "--limit", "200", "--no-analyze", "--store"])
+        .arg(&store)
+        .arg("--embeddings")
+        .arg(format!("pixels={}", npy.display()))
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .status()
+        .unwrap();
+    assert_eq!(ingest.code(), Some(0), "ingest with both outputs closed");
+    {
+        let s = torchlight_store::Store::open_reading(&store).unwrap();
+        let r = s.read_txn().unwrap();
+        assert_eq!(s.item_count(&r).unwrap(), 200, "the ingest committed its work");
+    }
+    for args in [&["info"][..], &["analyze", "--no-umap", "--device", "cpu"], &["verify"]] {
+        let out = torchlight().args(args).arg("--store").arg(&store).stdout(closed_pipe()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+/// Errors written to a file or pipe carry no colour codes, whatever the terminal type says.
+#[test]
+fn errors_off_a_terminal_have_no_colour() {
+    for term in ["xterm-256color", "dumb"] {
+        let out = torchlight().args(["info", "--store", "/dev/null"]).env("TERM", term).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not a store directory"), "{stderr}");
+        assert!(!stderr.contains('\x1b'), "colour codes in {stderr:?}");
+    }
+}
+
+/// Ctrl-C during `analyze`: it stops between commits, keeps every space it finished, says in one line how to
+/// finish, and exits 130; the rerun finishes.
+#[test]
+fn an_interrupted_analysis_says_how_to_finish_and_a_rerun_does() {
+    use std::io::{BufRead, BufReader};
+    use torchlight_synth::{SynthParams, generate};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let params = SynthParams { items: 20_000, dim: 64, thumbnails: 0, embeddings: true, ..SynthParams::default() };
+    drop(generate(&store, &params).unwrap());
+    let mut child = torchlight()
+        .args(["analyze", "--device", "cpu", "--store"])
+        .arg(&store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first progress line says the analysis is under way.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    // SAFETY: a plain syscall on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{first}{rest}");
+    let last = rest.trim_end().lines().last().unwrap_or_default();
+    let want = format!(
+        "interrupted: the analysis keeps every space it finished; run `torchlight analyze --store {}` to finish it",
+        store.display()
+    );
+    assert_eq!(last, want, "{first}{rest}");
+    let out = torchlight().args(["analyze", "--no-umap", "--device", "cpu", "--store"]).arg(&store).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

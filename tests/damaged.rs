@@ -157,5 +157,5 @@ fn verify_names_flipped_records_and_exports_refuse_them() {
     // analyze reads the embeddings through the same checks: it stops before computing on damaged vectors.
     let (code, text) = run(&["analyze", "--no-umap", "--device", "cpu"], &store);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("the embeddings of item #7") && text.contains("space s"), "{text}");
+    assert!(text.contains("damaged") && (text.contains("item #7") || text.contains("item #23")), "{text}");
 }

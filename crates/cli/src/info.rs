@@ -8,4 +8,7 @@ use crate::StoreArg;
 pub struct InfoArgs {
     #[command(flatten)]
     pub store: StoreArg,
+    /// List every skipped record (by default the first 20).
+    #[arg(long)]
+    pub skipped: bool,
 }

@@ -4,8 +4,12 @@ use std::fmt::Write;
 
 use torchlight_store::{Result, Store};
 
-/// Schema, items, spaces with models, labels, tags and which analysis columns exist.
-pub fn store_summary(store: &Store) -> Result<String> {
+/// Skipped records listed by name; a dataset with more says how many more.
+const SKIPPED_LISTED: usize = 20;
+
+/// Schema, items (and the records skipped, by name and reason), spaces with models, labels, tags and which
+/// analysis columns exist.
+pub fn store_summary(store: &Store, all_skipped: bool) -> Result<String> {
     let rtxn = store.read_txn()?;
     let mut s = String::new();
     let _ = writeln!(s, "store {} ({:.1} MiB)", store.dir().display(), store.disk_size() as f64 / (1 << 20) as f64);
@@ -24,13 +28,20 @@ pub fn store_summary(store: &Store) -> Result<String> {
             let _ = writeln!(s, "  dataset: none ingested yet");
         }
     }
-    let skipped = store.skipped(&rtxn)?.len();
+    let skipped = store.skipped(&rtxn)?;
     let _ = writeln!(
         s,
         "  items {}{}",
         store.item_count(&rtxn)?,
-        if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() }
+        if skipped.is_empty() { String::new() } else { format!(" ({} skipped)", skipped.len()) }
     );
+    let listed = if all_skipped { skipped.len() } else { SKIPPED_LISTED };
+    for sk in skipped.iter().take(listed) {
+        let _ = writeln!(s, "    skipped {}: {}", sk.source, sk.reason);
+    }
+    if skipped.len() > listed {
+        let _ = writeln!(s, "    ... and {} more (`torchlight info --skipped` lists them all)", skipped.len() - listed);
+    }
     let labels = store.label_names(&rtxn)?;
     if !labels.is_empty() {
         let _ = writeln!(s, "  labels ({}): {}", labels.len(), labels.join(", "));

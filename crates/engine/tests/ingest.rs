@@ -636,3 +636,196 @@ fn real_mnist_digits_through_the_pretrained_cnn() {
     assert_eq!((item.width, item.height), (28, 28));
     assert!(item.source.ends_with("mnist-digits-images-idx3-ubyte.gz#3"));
 }
+
+/// A model that returns NaN for one image stops the ingest naming the image and the space; the chunks before it
+/// stay committed.
+#[test]
+fn a_model_returning_nan_is_refused_naming_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    folder(&data);
+    let src = open(&data);
+    let store = Store::create_or_open(&tmp.path().join("store")).unwrap();
+    let mut m = model("finetuned", "bbb", false);
+    let mut batches = 0;
+    m.embed = Box::new(move |batch: &[f32], n: usize| {
+        batches += 1;
+        let mut emb = vec![0.5f32; n * 4];
+        if batches == 2 {
+            emb[4] = f32::NAN;
+        }
+        let _ = batch;
+        Ok((emb, None))
+    });
+    let err = ingest::run(&store, src.as_ref(), vec![m], &opts("data", None, 4)).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("space finetuned") && msg.contains("NaN or infinite values for 1 image"), "{msg}");
+    assert!(msg.contains(".png") || msg.contains(".jpg"), "names the image: {msg}");
+    let rtxn = store.read_txn().unwrap();
+    let sp = store.space(&rtxn, "finetuned").unwrap().unwrap();
+    let kept = store.embedding_count(&rtxn, sp.index).unwrap();
+    assert!(kept > 0, "the first batch stays committed");
+    assert_eq!(u64::from(kept), store.cursor(&rtxn, "space/finetuned/items").unwrap(), "nothing of the second");
+}
+
+fn shards() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sources/shards")
+}
+
+/// Each space's vectors, bit for bit, by space name.
+fn vectors(store: &Store) -> Vec<(String, Vec<u32>)> {
+    let rtxn = store.read_txn().unwrap();
+    let mut spaces = store.spaces(&rtxn).unwrap();
+    spaces.sort_by(|a, b| a.name.cmp(&b.name));
+    spaces
+        .iter()
+        .map(|s| (s.name.clone(), store.embedding_matrix(&rtxn, s).unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn ingest_ok(args: &[&str]) -> String {
+    let out = cli(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The article's prepared datasets carry their embeddings as list columns over parquet shards. gen_shards.py's
+/// two shards (by `datasets`, one record an unreadable image) ingested with `--embedding-column` give the store
+/// `--embeddings` gives with the same vectors as .npy, scores included; a rerun adds nothing; an `hf:` dataset
+/// reads the columns from the same files it reads the images from.
+#[test]
+fn embedding_columns_of_a_sharded_dataset_score_like_the_same_npy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shards();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let from_columns = [
+        "ingest",
+        data.to_str().unwrap(),
+        "--store",
+        a.to_str().unwrap(),
+        "--embedding-column",
+        "finetuned=embedding_ft",
+        "--embedding-column",
+        "foundation=embedding.foundation",
+    ];
+    let stdout = ingest_ok(&from_columns);
+    assert!(stdout.contains("space finetuned: 39 x 6 imported from column embedding_ft"), "{stdout}");
+    assert!(stdout.contains("space foundation: 39 x 10 imported from column embedding.foundation"), "{stdout}");
+    let ft = format!("finetuned={}", data.join("ft.npy").display());
+    let found = format!("foundation={}", data.join("foundation.npy").display());
+    ingest_ok(&[
+        "ingest",
+        data.to_str().unwrap(),
+        "--store",
+        b.to_str().unwrap(),
+        "--embeddings",
+        &ft,
+        "--embeddings",
+        &found,
+    ]);
+    let (sa, sb) = (Store::open(&a).unwrap(), Store::open(&b).unwrap());
+    assert_eq!(sa.skipped(&sa.read_txn().unwrap()).unwrap().len(), 1, "record 27 is not an image");
+    assert_eq!(vectors(&sa), vectors(&sb));
+    assert_eq!(dump_columns(&sa), dump_columns(&sb), "equal scores, neighbours and projections");
+    let before = (dump(&sa), dump_columns(&sa));
+    drop((sa, sb));
+
+    let stdout = ingest_ok(&from_columns);
+    assert!(stdout.contains("space finetuned: 39 x 6 imported"), "{stdout}");
+    let sa = Store::open(&a).unwrap();
+    assert_eq!((dump(&sa), dump_columns(&sa)), before, "a rerun changes nothing");
+
+    // The same files as a hub dataset in an offline cache.
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = tmp.path().join("hf/datasets--renumics--tiny-outlier");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit).join("data");
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"] {
+        std::fs::copy(data.join("data").join(f), snap.join(f)).unwrap();
+    }
+    let h = tmp.path().join("h");
+    let out = cli(&[
+        "ingest",
+        "hf:renumics/tiny-outlier",
+        "--store",
+        h.to_str().unwrap(),
+        "--embedding-column",
+        "finetuned=embedding_ft",
+        "--embedding-column",
+        "foundation=embedding.foundation",
+        "--no-analyze",
+    ])
+    .env("HF_HUB_CACHE", tmp.path().join("hf"))
+    .env("HF_HUB_OFFLINE", "1")
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(vectors(&Store::open(&h).unwrap()), vectors(&sa));
+}
+
+/// `--embedding-column` refusals: a column missing from a shard, a source without columns, a name given twice
+/// (before the store exists); a bad value in an item's row (after the items, before the space is written).
+#[test]
+fn embedding_column_refusals_name_the_shard_and_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = shards().parent().unwrap().to_path_buf();
+    let store = tmp.path().join("store");
+    let idx = tmp.path().join("idx");
+    idx_dataset(&idx, 20);
+    let npy = format!("finetuned={}", shards().join("ft.npy").display());
+    for (source, extra, what) in [
+        (
+            fixtures.join("missing_in_shard"),
+            vec!["--embedding-column", "e=emb"],
+            "train-00001-of-00002.parquet: no column emb (its columns: image, label)",
+        ),
+        (
+            shards(),
+            vec!["--embedding-column", "e=embedding"],
+            "no column embedding (its columns: image, label, embedding_ft, embedding.foundation)",
+        ),
+        (
+            idx.clone(),
+            vec!["--embedding-column", "e=emb"],
+            "a idx source has no columns: --embedding-column reads parquet",
+        ),
+        (
+            shards(),
+            vec!["--embeddings", &npy, "--embedding-column", "finetuned=embedding_ft"],
+            "space name finetuned is given twice",
+        ),
+        (shards(), vec!["--embedding-column", "finetuned"], "--embedding-column finetuned: expected NAME=COLUMN"),
+    ] {
+        let mut args = vec!["ingest", source.to_str().unwrap(), "--store", store.to_str().unwrap()];
+        args.extend(extra);
+        let out = cli(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(what), "{what}: {err}");
+        assert!(!store.exists(), "nothing written for {what}");
+    }
+    let errors = fixtures.join("column_errors.parquet");
+    let out = cli(&[
+        "ingest",
+        errors.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--embedding-column",
+        "bad=nulls",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("embeddings column nulls: ") && err.contains("column_errors.parquet row 2: column nulls is null"),
+        "{err}"
+    );
+    let s = Store::open(&store).unwrap();
+    let rtxn = s.read_txn().unwrap();
+    assert_eq!(s.item_count(&rtxn).unwrap(), 5);
+    assert!(s.space(&rtxn, "bad").unwrap().is_none(), "no space written");
+}

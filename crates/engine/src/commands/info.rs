@@ -19,6 +19,6 @@ pub fn run(args: InfoArgs) -> Result<()> {
         }
         opened => opened.wrap_err_with(|| format!("opening store {}", dir.display()))?,
     };
-    out!("{}", crate::report::store_summary(&store)?);
+    out!("{}", crate::report::store_summary(&store, args.skipped)?);
     Ok(())
 }

@@ -12,24 +12,30 @@
 //! space added to an existing store starts at record 0 and catches up while the others wait.
 //!
 //! Modules: `resume` (the checks that a store belongs to this dataset and these models, and the cursors),
-//! `pipeline` (the threads), `import` (precomputed embeddings), `progress` (bars and the summary).
+//! `pipeline` (the threads), `import` (precomputed embeddings), `progress` (bars and the summary), `shard`
+//! (`--shard I/N`: one part of the records into a store of its own, for `torchlight merge`).
 
 mod import;
 mod pipeline;
 mod progress;
 mod resume;
+mod shard;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::DynamicImage;
 
-pub use import::{check_embeddings_file, import_embeddings, parse_embeddings_arg};
+pub use import::{
+    check_embedding_column, check_embeddings_file, import_embedding_column, import_embeddings,
+    parse_embedding_column_arg, parse_embeddings_arg,
+};
 pub use progress::format_summary;
+pub use shard::{Shard, ShardError, describe as describe_shard, resolve_shard, run_shard, shard_info};
 
 use crate::source::embeddings::EmbeddingsError;
 use crate::source::{Source, SourceError, Unreadable};
-use torchlight_store::{ModelSpec, Skipped, SpaceInfo, Store, StoreError};
+use torchlight_store::{ModelSpec, ShardInfo, Skipped, SpaceInfo, Store, StoreError};
 
 /// Longest side of a thumbnail in pixels; smaller images are kept at their size.
 pub const THUMB_SIDE: u32 = 96;
@@ -61,6 +67,11 @@ pub enum IngestError {
          use another --store"
     )]
     Changed { source_ref: String, why: Unreadable },
+    #[error(
+        "model of space {space} returned NaN or infinite values for {count} image(s) ({sources}); nothing of \
+         this batch was written: check the model and its preprocessing"
+    )]
+    NotFinite { space: String, count: usize, sources: String },
     #[error("{0} holds no records to ingest")]
     NoRecords(String),
     #[error("the source ended at record {at} of the {total} it announced")]
@@ -74,6 +85,8 @@ pub enum IngestError {
     Interrupted,
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -146,11 +159,22 @@ pub fn space_info(name: &str, model: ModelSpec, dim: usize, num_classes: usize, 
 }
 
 /// Runs the ingest: everything not yet committed, from where the last run stopped.
-pub fn run(store: &Store, source: &dyn Source, mut models: Vec<SpaceModel>, opts: &IngestOptions) -> Result<Summary> {
+pub fn run(store: &Store, source: &dyn Source, models: Vec<SpaceModel>, opts: &IngestOptions) -> Result<Summary> {
+    run_in(store, source, models, opts, None)
+}
+
+/// `run` for a whole store (`shard` None) or for a shard store, which records the part it holds.
+fn run_in(
+    store: &Store,
+    source: &dyn Source,
+    mut models: Vec<SpaceModel>,
+    opts: &IngestOptions,
+    shard: Option<&ShardInfo>,
+) -> Result<Summary> {
     let started = Instant::now();
     let info = source.info().clone();
     let total = opts.limit.map_or(info.len, |l| l.min(info.len)) as u64;
-    resume::prepare_store(store, source, &mut models, opts, total)?;
+    resume::prepare_store(store, source, &mut models, opts, total, shard)?;
     let cur = resume::read_cursors(store, &models)?;
     let batch = opts.batch_size.max(1) as u64;
 

@@ -78,6 +78,11 @@ impl ChunkJob {
     }
 }
 
+/// The source of the record that became item `id` in this chunk.
+fn prepared_source<'p>(prepared: &'p [Prepared], ids: &[Option<u32>], id: u32) -> &'p str {
+    ids.iter().position(|&i| i == Some(id)).map_or("?", |at| prepared[at].record.source.as_str())
+}
+
 /// Writes consecutive chunks in one transaction, in order (a later chunk's cursors win).
 fn write_batches(store: &Store, group: &[WriteBatch]) -> Result<()> {
     let mut wtxn = store.write_txn()?;
@@ -426,6 +431,17 @@ impl Coordinator<'_, '_> {
         let dim = model.space.dim as usize;
         if emb.len() != n * dim {
             return Err(IngestError::ModelShape { space: model.space.name.clone(), got: emb.len(), n, dim });
+        }
+        // A NaN or infinite embedding would sit at distance inf from everything and top every outlier list.
+        let bad: Vec<&str> = rows
+            .iter()
+            .zip(emb.chunks_exact(dim.max(1)))
+            .filter(|(_, e)| e.iter().any(|v| !v.is_finite()))
+            .map(|((id, _), _)| prepared_source(prepared, ids, *id))
+            .collect();
+        if !bad.is_empty() {
+            let sources = bad.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+            return Err(IngestError::NotFinite { space: model.space.name.clone(), count: bad.len(), sources });
         }
         let classes = model.space.num_classes as usize;
         for (j, (id, _)) in rows.iter().enumerate() {
