@@ -4,8 +4,8 @@
 //! crash or kill at any moment leaves the last committed state.
 //!
 //! Layout (named databases):
-//! - `meta`     Str -> JSON              schema version, dataset, label names, spaces, cursors; a shard's part
-//!   of its dataset and a merge's progress (`merge`)
+//! - `meta`     Str -> JSON              schema version, dataset, label names, spaces, cursors, checkpoint
+//!   series; a shard's part of its dataset and a merge's progress (`merge`)
 //! - `items`    u32 BE -> bincode Item   dense ids 0..N-1 in ingest order
 //! - `thumbs`   u32 BE -> PNG bytes      small previews for the browser
 //! - `skipped`  u32 BE -> bincode Skipped source records that could not be read
@@ -262,6 +262,7 @@ mod key {
     pub const LABELS: &str = "label_names";
     pub const SPACES: &str = "spaces";
     pub const CURSOR: &str = "cursor/";
+    pub const SERIES: &str = "series";
 }
 
 /// Per-item vectors are keyed by space in the high 32 bits and id in the low ones, so big-endian key
@@ -664,6 +665,15 @@ impl Store {
         }
         self.put_meta(wtxn, key::SPACES, &spaces)?;
         Ok(space)
+    }
+
+    /// The checkpoint series of the store, if one was ingested.
+    pub fn series(&self, rtxn: &RoTxn) -> Result<Option<Series>> {
+        self.get_meta(rtxn, key::SERIES)
+    }
+
+    pub fn put_series(&self, wtxn: &mut RwTxn, series: &Series) -> Result<()> {
+        self.put_meta(wtxn, key::SERIES, series)
     }
 
     /// A named resume cursor (e.g. "items", "space/foundation"): how far a stage has committed.

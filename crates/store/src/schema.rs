@@ -177,9 +177,41 @@ pub mod columns {
     pub const CONFIDENCE: &str = "confidence";
     pub const LABEL_QUALITY: &str = "label_quality";
     pub const LABEL_ISSUE: &str = "label_issue";
-    /// F32 x2: 2-D projections; every space after the first is Procrustes-aligned to the first.
+    /// F32 x2: 2-D projections; every space after the first is Procrustes-aligned to the first, and in a
+    /// checkpoint series (`Series`) each step to the step before it.
     pub const PCA: &str = "pca";
     pub const UMAP: &str = "umap";
+    /// Drift between two spaces. Stored under the dataset-level space "" they compare the first and the last
+    /// space of the series (or foundation and fine-tuned when there is no series); stored under a series
+    /// step's space they compare that step with the step before it.
+    /// F32 x1: Jaccard overlap of the two k-nearest-neighbour sets, 1 = same neighbours, 0 = none shared.
+    pub const DRIFT_KNN_JACCARD: &str = "drift_knn_jaccard";
+    /// F32 x1: distance moved in the aligned 2-D projection (UMAP when present, else PCA).
+    pub const DRIFT_MOVEMENT: &str = "drift_movement";
+    /// F32 x1: outlier-score rank (0 = most anomalous) in the later space minus the rank in the earlier one.
+    pub const DRIFT_RANK_CHANGE: &str = "drift_rank_change";
+}
+
+/// A fine-tuning run ingested with `--checkpoints`: its spaces in training order and the loss log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The spaces of the run, in step order; the foundation, when given, is the first at step 0.
+    pub steps: Vec<SeriesStep>,
+    /// Training loss per logged step (trainer_state.json `log_history` entries with a `loss`), in step order.
+    pub losses: Vec<LossPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesStep {
+    /// The space holding this checkpoint's embeddings (`step-<N>`, or the foundation's name at step 0).
+    pub space: String,
+    pub step: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    pub step: u64,
+    pub loss: f64,
 }
 
 /// Which part of a dataset a shard store holds (written by `torchlight ingest --shard I/N`, read by `merge`).

@@ -1,6 +1,9 @@
 //! Store round trips: everything written comes back after reopening; schema mismatches are refused.
 
-use torchlight_store::{Column, DatasetInfo, Item, ModelSpec, Skipped, SpaceInfo, Store, StoreError, Tag, TagKind};
+use torchlight_store::{
+    Column, DatasetInfo, Item, LossPoint, ModelSpec, Series, SeriesStep, Skipped, SpaceInfo, Store, StoreError, Tag,
+    TagKind,
+};
 
 fn space(name: &str, dim: u32) -> SpaceInfo {
     SpaceInfo {
@@ -112,6 +115,27 @@ fn round_trip_survives_reopen() {
     assert_eq!(tags[0].0, 3);
     assert_eq!(tags[0].1.kind, Some(TagKind::Mislabeled));
     assert_eq!(tags[0].1.note.as_deref(), Some("looks like a one"));
+}
+
+#[test]
+fn a_checkpoint_series_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = Series {
+        steps: vec![
+            SeriesStep { space: "foundation".into(), step: 0 },
+            SeriesStep { space: "step-20".into(), step: 20 },
+        ],
+        losses: vec![LossPoint { step: 10, loss: 2.25 }, LossPoint { step: 20, loss: 1.5 }],
+    };
+    {
+        let store = Store::create_or_open(dir.path()).unwrap();
+        assert_eq!(store.series(&store.read_txn().unwrap()).unwrap(), None);
+        let mut w = store.write_txn().unwrap();
+        store.put_series(&mut w, &series).unwrap();
+        store.commit(w).unwrap();
+    }
+    let store = Store::open_reading(dir.path()).unwrap();
+    assert_eq!(store.series(&store.read_txn().unwrap()).unwrap(), Some(series));
 }
 
 #[test]
