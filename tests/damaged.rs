@@ -159,3 +159,55 @@ fn verify_names_flipped_records_and_exports_refuse_them() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("damaged") && (text.contains("item #7") || text.contains("item #23")), "{text}");
 }
+
+/// `export --skip-damaged` writes every item but the damaged ones, in id order, and says which it left out.
+#[test]
+fn skip_damaged_exports_everything_else_and_names_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rows = store_to_damage(&store);
+    let data = store.join("data.mdb");
+    let row7: Vec<u8> = rows[7 * 16..8 * 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    flip_where(&data, &row7);
+    flip_where(&data, b"img-0023.png");
+    let scores: Vec<u8> = (10..20).flat_map(|i| (0.5 + i as f32 * 1e-3).to_le_bytes()).collect();
+    flip_where(&data, &scores);
+    let skip = |args: &[&str]| run(&[&["export", "--skip-damaged"][..], args].concat(), &store);
+
+    // Embeddings: the row of item 7 is left out, every other row is the one written.
+    let npy = dir.path().join("e.npy");
+    let (code, text) = skip(&["--embeddings", "s", "-o", npy.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(49 x 16, item-id order)") && text.contains("left out 1 damaged item #7"), "{text}");
+    let got = torchlight_store::npy::read(std::fs::File::open(&npy).unwrap()).unwrap();
+    assert_eq!(got.shape, [49, 16]);
+    let want: Vec<f32> = (0..50).filter(|&id| id != 7).flat_map(|id| rows[id * 16..(id + 1) * 16].to_vec()).collect();
+    assert_eq!(got.to_f32(), want);
+    let csv = dir.path().join("e.csv");
+    let (code, text) = skip(&["--embeddings", "s", "-o", csv.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    let ids: Vec<String> =
+        std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().into()).collect();
+    assert_eq!(ids.len(), 49);
+    assert!(!ids.contains(&"7".to_string()) && ids.contains(&"8".to_string()), "{ids:?}");
+
+    // The table: item 23's record is damaged, so its row goes; the damaged column goes, named with what to do.
+    let jsonl = dir.path().join("t.jsonl");
+    let (code, text) = skip(&["-o", jsonl.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(49 rows") && text.contains("left out 1 damaged item #23"), "{text}");
+    assert!(text.contains("column s/outlier_score") && text.contains("torchlight analyze"), "{text}");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 49);
+    let ids: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (0..50).filter(|&i| i != 23).collect::<Vec<i64>>());
+    assert_eq!(lines[23]["source"], "img-0024.png");
+    assert!(lines[0].get("outlier_score.s").is_none(), "{}", lines[0]);
+
+    // The Spotlight table also writes embeddings: both damaged items are left out.
+    let pq = dir.path().join("t.parquet");
+    let (code, text) = skip(&["--spotlight", "-o", pq.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(48 rows") && text.contains("left out 2 damaged items #7, #23"), "{text}");
+}

@@ -23,4 +23,9 @@ pub struct ExportArgs {
     /// thumbnail from the store (the whole image up to 96 pixels a side, a 96-pixel preview beyond).
     #[arg(long)]
     pub spotlight: bool,
+    /// Leave out, rather than refuse, what fails its checksum (see `torchlight verify`): items whose record (or
+    /// embedding row, where the export writes embeddings) is damaged, and damaged analysis columns. The output
+    /// says how many and which.
+    #[arg(long)]
+    pub skip_damaged: bool,
 }

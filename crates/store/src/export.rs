@@ -20,8 +20,11 @@
 //!
 //! Every file is written to a temporary file beside the target and renamed over it once complete and synced:
 //! an export that fails (a full disk, a damaged store) leaves an existing file as it was and no partial one.
-//! Every export holds exactly one row per item, in id order, or fails naming the store.
+//! Every export holds exactly one row per item, in id order, or fails naming the store. An export that meets
+//! damage (a record, embedding row or analysis column that fails its checksum) refuses it, unless asked to skip
+//! damage: then the damaged items' rows and the damaged columns are left out, and the caller is told which.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -33,7 +36,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 
-use crate::{Column, SpaceInfo, Store, StoreError, columns};
+use crate::sums::Part;
+use crate::{Column, SpaceInfo, Store, StoreError, columns, ids_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -125,6 +129,129 @@ impl Table {
     pub fn get(&self, name: &str) -> Option<&Values> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+
+    /// Keeps the rows r with `keep[r]`.
+    fn retain_rows(&mut self, keep: &[bool]) {
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut r = 0;
+            v.retain(|_| {
+                r += 1;
+                keep[r - 1]
+            });
+        }
+        for (_, v) in &mut self.columns {
+            match v {
+                Values::Int(x) => retain(x, keep),
+                Values::Float(x) => retain(x, keep),
+                Values::Bool(x) => retain(x, keep),
+                Values::Str(x) => retain(x, keep),
+                Values::FloatList(x) => retain(x, keep),
+                Values::Image(x) => retain(&mut x.rows, keep),
+            }
+        }
+        self.rows = keep.iter().filter(|&&k| k).count();
+    }
+}
+
+/// What an export that skips damage left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Items whose record, or embedding row in a space the export writes, fails its checksum; sorted.
+    pub items: Vec<u32>,
+    /// Analysis columns (`space/name`) that fail their checksum: every row of them is suspect.
+    pub columns: Vec<String>,
+}
+
+impl LeftOut {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.columns.is_empty()
+    }
+
+    fn add_items(&mut self, ids: &[u32]) {
+        self.items.extend_from_slice(ids);
+        self.items.sort_unstable();
+        self.items.dedup();
+    }
+
+    /// One line for the user: how many and which (the first few), or None when nothing was left out.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.items.is_empty() {
+            parts.push(format!("{} damaged {}", self.items.len(), ids_text(&self.items)));
+        }
+        if !self.columns.is_empty() {
+            parts.push(format!(
+                "damaged column{} {} (`torchlight analyze` computes them again)",
+                if self.columns.len() == 1 { "" } else { "s" },
+                self.columns.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("left out {}", parts.join("; ")))
+    }
+}
+
+/// The store's reads for one export: with `skip` set, damage is recorded in `left_out` instead of failing.
+struct Reader<'a, 't> {
+    store: &'a Store,
+    rtxn: &'a crate::ReadTxn<'t>,
+    skip: bool,
+    left_out: RefCell<LeftOut>,
+}
+
+impl Reader<'_, '_> {
+    /// A column; a damaged one reads as absent when skipping.
+    fn column(&self, space: &str, name: &str) -> Result<Option<Column>> {
+        match self.store.column(self.rtxn, space, name) {
+            Err(StoreError::ColumnChecksum { name, .. }) if self.skip => {
+                self.left_out.borrow_mut().columns.push(name);
+                Ok(None)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Every item in id order, a damaged one as a placeholder recorded as left out (when skipping).
+    fn items(&self) -> Result<Vec<crate::Item>> {
+        if !self.skip {
+            return Ok(self.store.items(self.rtxn)?);
+        }
+        let (checked, damaged) = self.store.items_checked(self.rtxn)?;
+        self.left_out.borrow_mut().add_items(&damaged);
+        let placeholder = crate::Item { source: String::new(), label: None, width: 0, height: 0, hash: 0 };
+        let mut items = vec![placeholder; checked.len() + damaged.len()];
+        for (id, item) in checked {
+            if let Some(slot) = items.get_mut(id as usize) {
+                *slot = item;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The space's embeddings as a row-major [N, dim] matrix; damaged rows are kept in place (so rows stay
+    /// aligned with ids) and recorded as left out when skipping.
+    fn embeddings(&self, space: &SpaceInfo) -> Result<Vec<f32>> {
+        if !self.skip {
+            return Ok(self.store.embedding_matrix(self.rtxn, space)?);
+        }
+        let n = self.store.embedding_count(self.rtxn, space.index)?;
+        let mut out = Vec::with_capacity(n as usize * space.dim as usize);
+        let mut damaged = Vec::new();
+        let (store, rtxn, dim) = (self.store, self.rtxn, space.dim as usize);
+        store.rows_checked(rtxn, Part::Embedding, space.index, 0, n, dim, &mut out, &mut damaged)?;
+        self.left_out.borrow_mut().add_items(&damaged);
+        Ok(out)
+    }
+
+    /// `keep[id]`: whether item `id` is written.
+    fn keep(&self, n: usize) -> Vec<bool> {
+        let mut keep = vec![true; n];
+        for &id in &self.left_out.borrow().items {
+            if let Some(k) = keep.get_mut(id as usize) {
+                *k = false;
+            }
+        }
+        keep
+    }
 }
 
 fn f32_column(col: Option<Column>, rows: usize) -> Option<Vec<f32>> {
@@ -188,8 +315,14 @@ fn spotlight_names(space: &str, role: Role) -> (String, String, String) {
 
 /// The per-item table: id, source, label, label_name; per space S its scores as `name.S`; tag, new_label, note.
 pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
+    Ok(build_table_skipping(store, spotlight, false)?.0)
+}
+
+/// `build_table`; with `skip_damaged`, damaged items and columns are left out (and returned) instead of failing.
+pub fn build_table_skipping(store: &Store, spotlight: bool, skip_damaged: bool) -> Result<(Table, LeftOut)> {
     let rtxn = store.read_txn()?;
-    let items = store.items(&rtxn)?;
+    let reader = Reader { store, rtxn: &rtxn, skip: skip_damaged, left_out: RefCell::default() };
+    let items = reader.items()?;
     let n = items.len();
     if n == 0 {
         return Err(ExportError::Empty);
@@ -205,7 +338,7 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     let spaces = store.spaces(&rtxn)?;
     for sp in &spaces {
         let s = &sp.name;
-        let col = |name: &str| store.column(&rtxn, s, name);
+        let col = |name: &str| reader.column(s, name);
         for name in [columns::OUTLIER_SCORE, columns::KNN_MEAN_DISTANCE] {
             if let Some(v) = f32_column(col(name)?, n) {
                 t.push(format!("{name}.{s}"), floats(v));
@@ -255,7 +388,7 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
         }
     }
     if spotlight {
-        spotlight_columns(store, &rtxn, &spaces, &items, &mut t)?;
+        spotlight_columns(&reader, &spaces, &items, &mut t)?;
     }
     let mut tags: Vec<Option<crate::Tag>> = vec![None; n];
     for (id, tag) in store.tags(&rtxn)? {
@@ -267,17 +400,21 @@ pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     t.push("new_label", Values::Int(tags.iter().map(|t| t.as_ref()?.new_label.map(i64::from)).collect()));
     t.push("new_label_name", Values::Str(tags.iter().map(|t| label_name(t.as_ref()?.new_label)).collect()));
     t.push("note", Values::Str(tags.iter().map(|t| t.as_ref()?.note.clone()).collect()));
-    Ok(t)
+    let keep = reader.keep(n);
+    if keep.contains(&false) {
+        t.retain_rows(&keep);
+    }
+    Ok((t, reader.left_out.into_inner()))
 }
 
 /// The article's dataframe columns (see the module doc).
 fn spotlight_columns(
-    store: &Store,
-    rtxn: &crate::ReadTxn,
+    reader: &Reader<'_, '_>,
     spaces: &[SpaceInfo],
     items: &[crate::Item],
     t: &mut Table,
 ) -> Result<()> {
+    let (store, rtxn) = (reader.store, reader.rtxn);
     let n = items.len();
     let cells = Arc::new(image_cells(store, rtxn, items)?);
     t.push("image", Values::Image(ImageColumn { cells: cells.clone(), rows: (0..n as u32).map(Some).collect() }));
@@ -293,11 +430,11 @@ fn spotlight_columns(
         let r = role(&sp.name);
         let (embedding, outlier, suffix) =
             spotlight_names(&sp.name, if first_of(r) == Some(si) { r } else { Role::Other });
-        let x = store.embedding_matrix(rtxn, sp)?;
+        let x = reader.embeddings(sp)?;
         let d = sp.dim as usize;
         one_row_per_item(store, rtxn, &format!("space {}", sp.name), x.len() / d.max(1))?;
         t.push(embedding, Values::FloatList(x.chunks_exact(d).map(<[f32]>::to_vec).collect()));
-        let col = |name: &str| store.column(rtxn, &sp.name, name);
+        let col = |name: &str| reader.column(&sp.name, name);
         if let Some(v) = f32_column(col(columns::OUTLIER_SCORE)?, n) {
             t.push(outlier, floats(v));
         }
@@ -575,34 +712,54 @@ impl EmbeddingFormat {
 
 /// Writes one space's embeddings in item-id order, as `.npy` (float32 `[N, D]`) or `.csv`; returns (N, D).
 pub fn export_embeddings(store: &Store, space: &str, path: &Path) -> Result<(usize, usize)> {
+    let (n, d, _) = export_embeddings_skipping(store, space, path, false)?;
+    Ok((n, d))
+}
+
+/// `export_embeddings`; with `skip_damaged`, the rows that fail their checksums are left out (the `.csv` `id`
+/// column names the rows written; a `.npy` holds the others in id order) and their ids returned.
+pub fn export_embeddings_skipping(
+    store: &Store,
+    space: &str,
+    path: &Path,
+    skip_damaged: bool,
+) -> Result<(usize, usize, LeftOut)> {
     let format = EmbeddingFormat::from_path(path)?;
     let rtxn = store.read_txn()?;
+    let reader = Reader { store, rtxn: &rtxn, skip: skip_damaged, left_out: RefCell::default() };
     let spaces = store.spaces(&rtxn)?;
     let sp = spaces.iter().find(|s| s.name == space).ok_or_else(|| ExportError::NoSpace {
         name: space.to_string(),
         have: spaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
     })?;
-    let x = store.embedding_matrix(&rtxn, sp)?;
+    let mut x = reader.embeddings(sp)?;
     let d = sp.dim as usize;
     let n = x.len() / d.max(1);
     one_row_per_item(store, &rtxn, &format!("space {space}"), n)?;
+    let keep = reader.keep(n);
+    let mut ids: Vec<u32> = (0..n as u32).collect();
+    if keep.contains(&false) {
+        ids.retain(|&id| keep[id as usize]);
+        x = ids.iter().flat_map(|&id| &x[id as usize * d..(id as usize + 1) * d]).copied().collect();
+    }
+    let rows = ids.len();
     let io = |source| ExportError::Io { path: path.display().to_string(), source };
     write_atomically(path, |file| {
         let mut w = BufWriter::new(file);
         match format {
-            EmbeddingFormat::Npy => crate::npy::write_f32(&mut w, &[n, d], &x)
+            EmbeddingFormat::Npy => crate::npy::write_f32(&mut w, &[rows, d], &x)
                 .map_err(|source| ExportError::Npy { path: path.display().to_string(), source })?,
-            EmbeddingFormat::Csv => write_embeddings_csv(&x, d, &mut w).map_err(io)?,
+            EmbeddingFormat::Csv => write_embeddings_csv(&ids, &x, d, &mut w).map_err(io)?,
         }
         w.flush().map_err(io)
     })?;
-    Ok((n, d))
+    Ok((rows, d, reader.left_out.into_inner()))
 }
 
-fn write_embeddings_csv(x: &[f32], d: usize, w: &mut impl Write) -> std::io::Result<()> {
+fn write_embeddings_csv(ids: &[u32], x: &[f32], d: usize, w: &mut impl Write) -> std::io::Result<()> {
     let header: Vec<String> = std::iter::once("id".to_string()).chain((0..d).map(|j| format!("e{j}"))).collect();
     writeln!(w, "{}", header.join(","))?;
-    for (id, row) in x.chunks_exact(d.max(1)).enumerate() {
+    for (id, row) in ids.iter().zip(x.chunks_exact(d.max(1))) {
         write!(w, "{id}")?;
         for v in row {
             write!(w, ",{v}")?;
