@@ -585,6 +585,61 @@ fn cli_imports_npy_embeddings_then_runs_the_analysis() {
     assert!(err.contains("59 rows") && err.contains("60 items"), "{err}");
 }
 
+/// `--embeddings` rows holding NaN or inf are refused before anything is written, naming the file and the
+/// rows (the first few and how many), from a `.npy` and from a parquet list column alike.
+#[test]
+fn embeddings_with_nan_or_inf_rows_are_refused_by_row_before_writing() {
+    use torchlight_store::export::{self, Table, TableFormat, Values};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("idx");
+    idx_dataset(&data, 60);
+    let store = tmp.path().join("store");
+    let ingest = |file: &Path| {
+        let arg = format!("e={}", file.display());
+        let out = cli(&["ingest", data.to_str().unwrap(), "--store", store.to_str().unwrap(), "--embeddings", &arg])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!store.exists(), "a store was written for {}", file.display());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let with_bad = |bad: &[(usize, f32)]| {
+        let mut vals: Vec<f32> = (0..60 * 4).map(|i| i as f32 * 0.5).collect();
+        for &(row, v) in bad {
+            vals[row * 4 + 2] = v;
+        }
+        vals
+    };
+    let npy = tmp.path().join("e.npy");
+    let vals = with_bad(&[(3, f32::NAN), (10, f32::INFINITY), (41, f32::NEG_INFINITY)]);
+    let body: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&npy, npy_bytes("<f4", "(60, 4)", false, &body)).unwrap();
+    let err = ingest(&npy);
+    assert!(err.contains(&npy.display().to_string()), "{err}");
+    assert!(err.contains("3 of its 60 rows hold NaN or infinite values: rows 3, 10, 41 (counted from 0)"), "{err}");
+
+    // Many: the first eight and how many more.
+    let bad: Vec<(usize, f32)> = (20..32).map(|r| (r, f32::NAN)).collect();
+    let body: Vec<u8> = with_bad(&bad).iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&npy, npy_bytes("<f4", "(60, 4)", false, &body)).unwrap();
+    let err = ingest(&npy);
+    assert!(
+        err.contains("12 of its 60 rows") && err.contains("rows 20, 21, 22, 23, 24, 25, 26, 27 and 4 more"),
+        "{err}"
+    );
+
+    let pq = tmp.path().join("e.parquet");
+    let vals = with_bad(&[(59, f32::NAN)]);
+    let rows = vals.chunks(4).map(<[f32]>::to_vec).collect();
+    let table = Table { rows: 60, columns: vec![("embedding".into(), Values::FloatList(rows))] };
+    export::write_table(&table, &pq, TableFormat::Parquet).unwrap();
+    let err = ingest(&pq);
+    assert!(
+        err.contains(&pq.display().to_string()) && err.contains("1 of its 60 rows") && err.contains("row 59 "),
+        "{err}"
+    );
+}
+
 /// The demo's real assets: 10,000 MNIST digits (IDX) and a pretrained MNIST CNN (TorchScript + JSON).
 fn demo_assets() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/assets")

@@ -30,12 +30,13 @@ pub fn parse_embedding_column_arg(arg: &str) -> Option<(String, String)> {
     (!name.is_empty() && !column.is_empty()).then(|| (name.to_string(), column.to_string()))
 }
 
-/// Checks an embedding file before anything is written: readable, 2-D float, at least one column, and no more
-/// rows than the source has records (the exact match against items or records is made at import).
+/// Checks an embedding file before anything is written: readable, 2-D float, at least one column, no more
+/// rows than the source has records (the exact match against items or records is made at import), and every
+/// value finite. The whole file is read (streamed) for the last.
 pub fn check_embeddings_file(file: &Path, column: Option<&str>, records: usize) -> Result<(usize, usize)> {
     let shape = |why: String| IngestError::EmbeddingsShape { file: file.display().to_string(), why };
-    let m = crate::source::embeddings::Rows::open(file, column)
-        .map_err(|why| IngestError::Embeddings { file: file.display().to_string(), why })?;
+    let err = |why| IngestError::Embeddings { file: file.display().to_string(), why };
+    let mut m = crate::source::embeddings::Rows::open(file, column).map_err(err)?;
     let (rows, cols) = (m.rows(), m.cols());
     if cols == 0 {
         return Err(shape("zero-width embeddings".into()));
@@ -46,7 +47,36 @@ pub fn check_embeddings_file(file: &Path, column: Option<&str>, records: usize) 
              source's order"
         )));
     }
+    let mut row = Vec::with_capacity(cols);
+    let mut bad = Vec::new();
+    for r in 0..rows {
+        m.next_row(&mut row).map_err(|why| err(EmbeddingsError::BadRow { row: r, why: why.to_string() }))?;
+        if row.iter().any(|v| !v.is_finite()) {
+            bad.push(r);
+        }
+    }
+    if !bad.is_empty() {
+        // A vector holding NaN or inf sits at infinite distance from every other and would top every outlier
+        // list; a row of a record that is later skipped is refused too, as which records fail is not yet known.
+        return Err(shape(format!(
+            "{} of its {rows} rows hold NaN or infinite values: {} (counted from 0). Nothing was written: fix \
+             those rows (a finite placeholder for a record that cannot be read is dropped with the record)",
+            bad.len(),
+            rows_text(&bad)
+        )));
+    }
     Ok((rows, cols))
+}
+
+/// Row numbers for a message: the first few, and how many more.
+fn rows_text(rows: &[usize]) -> String {
+    const SHOWN: usize = 8;
+    let head: Vec<String> = rows.iter().take(SHOWN).map(usize::to_string).collect();
+    let noun = if rows.len() == 1 { "row" } else { "rows" };
+    match rows.len().saturating_sub(SHOWN) {
+        0 => format!("{noun} {}", head.join(", ")),
+        more => format!("{noun} {} and {more} more", head.join(", ")),
+    }
 }
 
 /// Imports a precomputed embedding space, rows in the source's record order. The file has one row per
