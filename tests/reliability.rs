@@ -556,7 +556,15 @@ fn non_regular_and_huge_files_are_skipped_by_name_without_reading_them() {
     for (source, n_skipped) in [(dir.path().join("manifest.csv"), 5), (images.clone(), 3)] {
         let store = dir.path().join(format!("store-{n_skipped}"));
         let (code, out, _) = torchlight_bounded(
-            &["ingest", source.to_str().unwrap(), "--store", store.to_str().unwrap(), "--no-analyze"],
+            // Allowed: the manifest names /dev/zero and a symlink to it, outside its folder.
+            &[
+                "ingest",
+                source.to_str().unwrap(),
+                "--store",
+                store.to_str().unwrap(),
+                "--no-analyze",
+                "--allow-outside-paths",
+            ],
             deadline,
         );
         assert_eq!(code, 0, "{out}");
@@ -573,6 +581,65 @@ fn non_regular_and_huge_files_are_skipped_by_name_without_reading_them() {
             assert!(skipped.iter().any(|(s, why)| s == "/dev/zero" && why.contains("character device")), "{skipped:?}");
         }
     }
+}
+
+/// A CSV manifest naming files outside its folder (`../`, absolute, a symlink leading out): without
+/// `--allow-outside-paths` they are skipped unopened, by name and with the reason, after one warning that says
+/// how many; with it they are ingested.
+#[test]
+fn csv_paths_outside_the_manifest_folder_need_allow_outside_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(fixtures().join("cmyk.jpg"), data.join("real.jpg")).unwrap();
+    std::fs::copy(fixtures().join("cmyk.jpg"), dir.path().join("outside.jpg")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.jpg"), data.join("link.jpg")).unwrap();
+    let outside = dir.path().join("outside.jpg");
+    std::fs::write(
+        data.join("manifest.csv"),
+        format!("path,label\nreal.jpg,a\n../outside.jpg,b\n{},a\nlink.jpg,b\n", outside.display()),
+    )
+    .unwrap();
+    let manifest = data.join("manifest.csv");
+    let store = dir.path().join("store");
+    let (code, out) =
+        torchlight(&["ingest", manifest.to_str().unwrap(), "--store", store.to_str().unwrap(), "--no-analyze"]);
+    assert_eq!(code, 0, "{out}");
+    let warning: Vec<&str> = out.lines().filter(|l| l.contains("outside its folder")).collect();
+    assert_eq!(warning.len(), 1, "{out}");
+    assert!(warning[0].contains("3 of the 4 records") && warning[0].contains("row 3: ../outside.jpg"), "{out}");
+    let (items, skipped) = store_contents(&store);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items[0].ends_with("real.jpg"));
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for (source, why) in &skipped {
+        assert!(why.contains("outside the manifest's folder"), "{source}: {why}");
+        assert!(out.contains(&format!("skipping {source}")), "{source} not named:\n{out}");
+    }
+
+    let allowed = dir.path().join("allowed");
+    let (code, out) = torchlight(&[
+        "ingest",
+        manifest.to_str().unwrap(),
+        "--store",
+        allowed.to_str().unwrap(),
+        "--no-analyze",
+        "--allow-outside-paths",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("outside its folder"), "{out}");
+    let (items, skipped) = store_contents(&allowed);
+    assert_eq!((items.len(), skipped.len()), (4, 0), "{items:?} {skipped:?}");
+    // The store of refused paths is not the store of allowed ones.
+    let (code, out) = torchlight(&[
+        "ingest",
+        manifest.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--no-analyze",
+        "--allow-outside-paths",
+    ]);
+    assert_eq!(code, 1, "{out}");
 }
 
 fn mkfifo(path: &Path) {

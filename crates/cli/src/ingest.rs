@@ -45,6 +45,10 @@ pub struct IngestArgs {
     /// Image column (parquet, CSV).
     #[arg(long)]
     pub image_column: Option<String>,
+    /// Open the files a CSV manifest names outside its own folder (`../x.png`, absolute paths elsewhere,
+    /// symlinks leading out). Without it they are skipped unopened, with one warning saying how many.
+    #[arg(long)]
+    pub allow_outside_paths: bool,
     /// Embedding pooling for transformer models, for every model without its own --pooling-of.
     #[arg(long, value_enum, default_value_t = Pooling::Cls)]
     pub pooling: Pooling,

@@ -277,6 +277,79 @@ fn csv_manifest_relative_paths_and_text_labels() {
     assert!(err.contains("no label column nope"), "{err}");
 }
 
+/// Paths a manifest names outside its folder (`..`, absolute, a symlinked file or folder leading out) are
+/// refused unopened with one warning, unless allowed; paths that stay inside (`imgs/../imgs`, a symlink to a
+/// file in the folder) are read as before.
+#[test]
+fn csv_paths_outside_the_manifest_folder_are_refused_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let away = tmp.path().join("away");
+    std::fs::create_dir_all(dir.join("imgs")).unwrap();
+    std::fs::create_dir_all(&away).unwrap();
+    std::fs::write(dir.join("imgs/a.png"), png(4, 4, 1)).unwrap();
+    std::fs::write(away.join("x.png"), png(6, 4, 2)).unwrap();
+    // A FIFO outside: had it been looked at, the reason would call it a FIFO.
+    let fifo = std::ffi::CString::new(away.join("fifo.png").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink(away.join("x.png"), dir.join("imgs/out-link.png")).unwrap();
+    std::os::unix::fs::symlink(dir.join("imgs/a.png"), dir.join("imgs/in-link.png")).unwrap();
+    std::os::unix::fs::symlink(&away, dir.join("elsewhere")).unwrap();
+    let rows = [
+        ("imgs/a.png", false),
+        ("../away/x.png", true),
+        ("imgs/../imgs/a.png", false),
+        (away.join("fifo.png").to_str().unwrap(), true),
+        ("imgs/out-link.png", true),
+        ("imgs/in-link.png", false),
+        ("elsewhere/x.png", true),
+        (dir.join("imgs/a.png").to_str().unwrap(), false),
+    ]
+    .map(|(p, out)| (p.to_string(), out));
+    let body: String = rows.iter().map(|(p, _)| format!("{p},a\n")).collect();
+    std::fs::write(dir.join("list.csv"), format!("path,label\n{body}")).unwrap();
+    let manifest = dir.join("list.csv");
+
+    let src = source::open(manifest.to_str().unwrap(), &opts()).unwrap();
+    let warnings = src.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("4 of the 8 records")
+            && warnings[0].contains("(the first, row 3: ../away/x.png)")
+            && warnings[0].contains("--allow-outside-paths"),
+        "{warnings:?}"
+    );
+    for (rec, (p, out)) in all(src.as_ref(), 0).iter().zip(&rows) {
+        match rec.decode() {
+            Ok(d) => assert!(!out && d.image.width() == 4, "{p} was read"),
+            Err(e) => {
+                assert!(*out, "{p}: {e}");
+                assert!(e.to_string().contains("outside the manifest's folder"), "{p}: {e}");
+                assert!(matches!(rec.payload, Payload::Unreadable(_)), "{p}");
+            }
+        }
+    }
+    // Resuming part way refuses the same records.
+    let from_3 = all(src.as_ref(), 3);
+    assert!(matches!(from_3[0].payload, Payload::Unreadable(_)) && matches!(from_3[2].payload, Payload::File(_)));
+
+    let allowed = OpenOptions { allow_outside_paths: true, ..opts() };
+    let src_allowed = source::open(manifest.to_str().unwrap(), &allowed).unwrap();
+    assert!(src_allowed.warnings().is_empty());
+    let recs = all(src_allowed.as_ref(), 0);
+    assert_eq!(recs[1].decode().unwrap().image.width(), 6);
+    assert!(recs[3].decode().err().unwrap().to_string().contains("FIFO"));
+    assert_ne!(src.info().fingerprint, src_allowed.info().fingerprint, "a store is one or the other");
+
+    // A manifest with every path inside warns of nothing and keeps its fingerprint either way.
+    std::fs::write(dir.join("list.csv"), "path\nimgs/a.png\nimgs/in-link.png\n").unwrap();
+    let inside = source::open(manifest.to_str().unwrap(), &opts()).unwrap();
+    assert!(inside.warnings().is_empty());
+    let inside_allowed = source::open(manifest.to_str().unwrap(), &allowed).unwrap();
+    assert_eq!(inside.info().fingerprint, inside_allowed.info().fingerprint);
+}
+
 #[test]
 fn parquet_hf_layout_with_class_names_and_row_groups() {
     let path = fixture("tiny.parquet");

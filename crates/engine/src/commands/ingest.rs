@@ -16,9 +16,13 @@ pub fn run(args: IngestArgs) -> Result<()> {
         split: Some(args.split.clone()),
         label_column: args.label_column.clone(),
         image_column: args.image_column.clone(),
+        allow_outside_paths: args.allow_outside_paths,
     };
     // Everything is checked before the store is created or written: the source, the embedding files, the models.
     let source = source::open(&args.source, &open)?;
+    for warning in source.warnings() {
+        eoutln!("warning: {warning}");
+    }
     let records = args.limit.map_or(source.info().len, |l| l.min(source.info().len));
     if records == 0 {
         return Err(IngestError::NoRecords(args.source.clone()).into());

@@ -63,6 +63,8 @@ pub struct OpenOptions {
     pub split: Option<String>,
     pub label_column: Option<String>,
     pub image_column: Option<String>,
+    /// Open files a CSV manifest names outside its own folder (refused by default).
+    pub allow_outside_paths: bool,
 }
 
 /// What a record holds before decoding.
@@ -271,6 +273,10 @@ pub trait Source: Send + Sync {
     /// directory, or a hub dataset): where its other columns, such as stored embeddings, are read from.
     fn parquet_files(&self) -> Option<Vec<PathBuf>> {
         None
+    }
+    /// What the user should know about the dataset before it is read (one line each).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
