@@ -45,7 +45,7 @@ for tool in munged slurmctld slurmd sbatch sinfo scontrol scancel; do
     command -v "$tool" > /dev/null 2>&1 || fail "$tool not found after installing slurm-wlm and munge"
 done
 id munge > /dev/null 2>&1 || fail "the munge user does not exist: the munge package did not install properly"
-echo "slurm.sh: Slurm $(sbatch --version | awk '{print $2}') ready after $(elapsed) s" >&2
+echo "slurm.sh: Slurm $(slurmctld -V | awk '{print $2}') ready after $(elapsed) s" >&2
 
 cargo build --release -q || fail "cargo build --release failed"
 bin=$(realpath "${CARGO_TARGET_DIR:-target}/release")
@@ -86,8 +86,9 @@ show_logs() {
     done
 }
 
-# munge: a key, a socket and a pid file of its own, so a munged the machine already runs is left alone.
-install -d -o munge -g munge -m 700 "$work/munge"
+# munge: a key, a socket and a pid file of its own, so a munged the machine already runs is left alone. munged
+# refuses a socket directory that not everyone may enter (the key inside stays 400).
+install -d -o munge -g munge -m 755 "$work/munge"
 dd if=/dev/urandom of="$work/munge/munge.key" bs=1024 count=1 status=none
 chown munge:munge "$work/munge/munge.key"
 chmod 400 "$work/munge/munge.key"

@@ -432,11 +432,15 @@ fn crop_axis(size: u32, crop: u32) -> (usize, usize, usize) {
 
 /// Converts to RGB (or Pillow's luma), resizes, crops, rescales and normalises: `channels * h * w` values, CHW.
 pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
-    let (pixels, width, height) = to_pixels(img, cfg.channels);
     let c = cfg.channels as usize;
+    // A grey image made RGB has three equal channels, and resizing treats channels apart: resize the grey
+    // plane alone and read it for all three.
+    let grey = c == 3 && matches!(img, DynamicImage::ImageLuma8(_));
+    let (pixels, width, height) = to_pixels(img, if grey { 1 } else { cfg.channels });
+    let stored = if grey { 1 } else { c };
     let target = resized_size(cfg.size, height, width);
     let (pixels, width, height) = if cfg.do_resize && (width, height) != (target.1, target.0) {
-        (resize(pixels, width, height, target, c, cfg.resample), target.1, target.0)
+        (resize(pixels, width, height, target, stored, cfg.resample), target.1, target.0)
     } else {
         (pixels, width, height)
     };
@@ -452,15 +456,18 @@ pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
             1 => (cfg.mean[0], cfg.std[0]),
             _ => (cfg.mean[ch], cfg.std[ch]),
         };
+        // Each of the 256 levels normalised once, by the same f32 arithmetic as pixel by pixel.
+        let lut: [f32; 256] = std::array::from_fn(|v| (v as f32 * scale - mean) / std);
+        let at = if grey { 0 } else { ch };
         let plane = &mut out[ch * out_h * out_w..(ch + 1) * out_h * out_w];
         // Padding is pixel value 0 before rescaling and normalising.
         plane.fill((0.0 - mean) / std);
         for y in 0..rows {
             let row = (y + src_y) * width + src_x;
             let dst = &mut plane[(y + dst_y) * out_w + dst_x..][..cols];
-            for (x, d) in dst.iter_mut().enumerate() {
-                let v = pixels[(row + x) * c + ch] as f32 * scale;
-                *d = (v - mean) / std;
+            let src = &pixels[row * stored..(row + cols) * stored];
+            for (d, p) in dst.iter_mut().zip(src.chunks_exact(stored)) {
+                *d = lut[p[at] as usize];
             }
         }
     }
@@ -581,15 +588,19 @@ fn horizontal(img: &[u8], w: usize, rows: std::ops::Range<usize>, channels: usiz
 fn vertical(img: &[u8], w: usize, channels: usize, vert: &Coefficients) -> Vec<u8> {
     let row_len = w * channels;
     let mut out = vec![0u8; vert.bounds.len() * row_len];
+    // Whole source rows times one weight at a time (vectorises); integer sums, so the order changes nothing.
+    let mut acc = vec![0i32; row_len];
     for (yy, &(ymin, n)) in vert.bounds.iter().enumerate() {
         let k = &vert.k[yy * vert.ksize..yy * vert.ksize + n];
-        let dst = &mut out[yy * row_len..(yy + 1) * row_len];
-        for (i, d) in dst.iter_mut().enumerate() {
-            let mut ss: i32 = 1 << (PRECISION_BITS - 1);
-            for (j, &kv) in k.iter().enumerate() {
-                ss += img[(ymin + j) * row_len + i] as i32 * kv;
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (j, &kv) in k.iter().enumerate() {
+            let src = &img[(ymin + j) * row_len..(ymin + j + 1) * row_len];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a += v as i32 * kv;
             }
-            *d = clip8(ss);
+        }
+        for (d, &a) in out[yy * row_len..(yy + 1) * row_len].iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     out

@@ -178,3 +178,38 @@ fn torchscript_json_and_grayscale() {
     let err = PreprocessConfig::from_torchscript_json(&bad).unwrap_err().to_string();
     assert!(err.contains("mean has 1 values but std has 2"), "{err}");
 }
+
+/// A grey image is resized as one plane and read for all three channels; that must give exactly what resizing
+/// its RGB copy gives, for every filter, upscaling, downscaling and a centre crop.
+#[test]
+fn grey_images_preprocess_as_their_rgb_copy() {
+    let grey = image::GrayImage::from_fn(40, 31, |x, y| image::Luma([((x * 37 + y * 91 + x * y) % 256) as u8]));
+    let grey = image::DynamicImage::ImageLuma8(grey);
+    let rgb = image::DynamicImage::ImageRgb8(grey.to_rgb8());
+    let filters =
+        [Resample::Nearest, Resample::Box, Resample::Bilinear, Resample::Hamming, Resample::Bicubic, Resample::Lanczos];
+    let sizes = [
+        (Size::Exact(224, 224), None),
+        (Size::Exact(13, 9), None),
+        (Size::Exact(31, 17), None),
+        (Size::ShortestEdge(50), Some((48, 44))),
+    ];
+    for resample in filters {
+        for (size, center_crop) in sizes {
+            let cfg = PreprocessConfig {
+                size,
+                do_resize: true,
+                resample,
+                center_crop,
+                rescale_factor: Some(1.0 / 255.0),
+                mean: vec![0.485, 0.456, 0.406],
+                std: vec![0.229, 0.224, 0.225],
+                channels: 3,
+            };
+            let (a, b) = (preprocess(&grey, &cfg), preprocess(&rgb, &cfg));
+            assert_eq!(a.len(), b.len(), "{resample:?} {size:?}");
+            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{resample:?} {size:?} {center_crop:?}: grey and RGB differ");
+        }
+    }
+}

@@ -135,6 +135,32 @@ pub struct SpaceSummary {
     pub model_time: Duration,
 }
 
+/// Where the time of a run went, stage by stage, summed over the threads that ran each stage: decode,
+/// preprocess and thumbnails run on the `--threads` pool, the model and batching on the coordinator, the
+/// writes on the writer thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub decode: Duration,
+    /// Resize, crop, rescale and normalise, once per distinct model input.
+    pub preprocess: Duration,
+    pub thumbnails: Duration,
+    pub model: Duration,
+    /// The coordinator's work besides the model: ids, batches, checks.
+    pub batching: Duration,
+    /// Store transactions, commits included.
+    pub writes: Duration,
+    /// The coordinator waiting for the next decoded chunk (the pool is behind the model).
+    pub waiting: Duration,
+}
+
+impl StageTimes {
+    fn add_workers(&mut self, other: &StageTimes) {
+        self.decode += other.decode;
+        self.preprocess += other.preprocess;
+        self.thumbnails += other.thumbnails;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Summary {
     /// Records read by this run (decoded or passed over).
@@ -149,6 +175,7 @@ pub struct Summary {
     pub skipped_total: usize,
     pub spaces: Vec<SpaceSummary>,
     pub elapsed: Duration,
+    pub stages: StageTimes,
     /// Whether every record (up to the limit) is now an item or skipped, and every space caught up.
     pub complete: bool,
 }
@@ -222,6 +249,7 @@ fn run_in(
             .map(|m| SpaceSummary { name: m.space.name.clone(), embedded: 0, model_time: Duration::ZERO })
             .collect(),
         elapsed: Duration::ZERO,
+        stages: StageTimes::default(),
         complete: false,
     };
 

@@ -5,15 +5,41 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use image::DynamicImage;
 use torchlight_store::{Item, Skipped, Store};
 
 use super::progress::Bars;
 use super::resume::{Cursors, RECORDS, space_cursor, space_items_cursor};
-use super::{IngestError, IngestOptions, PrepareFn, Result, SpaceModel, Summary, THUMB_SIDE};
+use super::{IngestError, IngestOptions, PrepareFn, Result, SpaceModel, StageTimes, Summary, THUMB_SIDE};
 use crate::source::{Record, Source, Unreadable};
+
+/// What the decode pool makes of one chunk.
+struct PreparedChunk {
+    records: Vec<Prepared>,
+    /// Per prepare key: the model inputs of the chunk's records that need it, end to end, so that the
+    /// coordinator hands a whole batch to the model without gathering it image by image.
+    inputs: Vec<KeyInputs>,
+    /// Decode, preprocess and thumbnail time of this chunk.
+    times: StageTimes,
+}
+
+#[derive(Default)]
+struct KeyInputs {
+    data: Vec<f32>,
+    /// The chunk index of the record of each input, ascending.
+    rows: Vec<usize>,
+}
+
+impl KeyInputs {
+    fn get(&self, row: usize) -> Option<&[f32]> {
+        let slot = self.rows.binary_search(&row).ok()?;
+        let per = self.data.len() / self.rows.len();
+        Some(&self.data[slot * per..(slot + 1) * per])
+    }
+}
 
 /// What the decode pool makes of one record.
 struct Prepared {
@@ -29,8 +55,6 @@ struct DecodedItem {
     hash: u64,
     /// PNG, only for records that become new items.
     thumb: Option<Vec<u8>>,
-    /// Model inputs by prepare key index.
-    inputs: Vec<Option<Vec<f32>>>,
 }
 
 /// One chunk for the decode pool: its records and what each of them needs.
@@ -45,36 +69,75 @@ struct ChunkJob {
     /// Per model: its prepare function's index.
     model_key: Vec<usize>,
     prepares: Vec<PrepareFn>,
+    buffers: Buffers,
+}
+
+/// Input buffers the coordinator is done with, for the next chunks: a batch of 224x224 inputs is megabytes,
+/// and a fresh allocation of that size is page-faulted in (and zeroed by the kernel) every time.
+#[derive(Clone, Default)]
+struct Buffers(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<f32> {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        v.clear();
+        v
+    }
+
+    fn give(&self, v: Vec<f32>) {
+        if v.capacity() > 0 {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+        }
+    }
 }
 
 impl ChunkJob {
     /// Decodes each record at most once, thumbnails new ones, prepares each distinct model input once.
-    fn run(self) -> (usize, Vec<Prepared>) {
-        let ChunkJob { n, start, records, records_cursor, space_starts, model_key, prepares } = self;
+    fn run(self) -> (usize, PreparedChunk) {
+        let ChunkJob { n, start, records, records_cursor, space_starts, model_key, prepares, buffers } = self;
+        let mut times = StageTimes::default();
+        let mut inputs: Vec<KeyInputs> =
+            prepares.iter().map(|_| KeyInputs { data: buffers.take(), rows: Vec::new() }).collect();
+        let mut need = vec![false; prepares.len()];
+        let len = records.len();
         let prepared = records
             .into_iter()
             .enumerate()
             .map(|(i, record)| {
                 let pos = start + i as u64;
                 let is_new = pos >= records_cursor;
-                let mut need = vec![false; prepares.len()];
+                need.fill(false);
                 for (m, &k) in model_key.iter().enumerate() {
                     need[k] |= pos >= space_starts[m];
                 }
                 if !is_new && !need.iter().any(|&x| x) {
                     return Prepared { record, decoded: None };
                 }
-                let decoded = record.decode().map(|d| DecodedItem {
-                    width: d.image.width(),
-                    height: d.image.height(),
-                    hash: d.hash,
-                    thumb: is_new.then(|| thumbnail_png(&d.image)),
-                    inputs: need.iter().zip(&prepares).map(|(&nd, p)| nd.then(|| p(&d.image))).collect(),
+                let t = Instant::now();
+                let decoded = record.decode();
+                times.decode += t.elapsed();
+                let decoded = decoded.map(|d| {
+                    let t = Instant::now();
+                    let thumb = is_new.then(|| thumbnail_png(&d.image));
+                    times.thumbnails += t.elapsed();
+                    let t = Instant::now();
+                    for ((&nd, p), into) in need.iter().zip(&prepares).zip(&mut inputs) {
+                        if nd {
+                            let input = p(&d.image);
+                            if into.data.is_empty() {
+                                into.data.reserve(input.len() * len);
+                            }
+                            into.data.extend_from_slice(&input);
+                            into.rows.push(i);
+                        }
+                    }
+                    times.preprocess += t.elapsed();
+                    DecodedItem { width: d.image.width(), height: d.image.height(), hash: d.hash, thumb }
                 });
                 Prepared { record, decoded: Some(decoded) }
             })
             .collect();
-        (n, prepared)
+        (n, PreparedChunk { records: prepared, inputs, times })
     }
 }
 
@@ -165,9 +228,11 @@ pub(super) fn run(
     let inflight = 2 * opts.threads.max(1) + 2;
 
     let records_cursor = cursors.records;
+    let buffers = Buffers::default();
+    let buffers_r = buffers.clone();
     let space_starts: Vec<u64> = cursors.spaces.iter().map(|&(r, _)| r).collect();
     std::thread::scope(|scope| -> Result<()> {
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(usize, Vec<Prepared>)>>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(usize, PreparedChunk)>>();
         // One token per chunk in flight: the reader blocks when the coordinator is behind.
         let (tokens_tx, tokens_rx) = sync_channel::<()>(inflight);
         let (write_tx, write_rx) = sync_channel::<WriteBatch>(8);
@@ -212,6 +277,7 @@ pub(super) fn run(
                     space_starts: space_starts.clone(),
                     model_key: model_key_r.clone(),
                     prepares: prepares.clone(),
+                    buffers: buffers_r.clone(),
                 };
                 let tx = done_tx.clone();
                 pool.spawn(move || {
@@ -224,13 +290,16 @@ pub(super) fn run(
 
         // Writer: one transaction per chunk, cursors included; chunks that queued up while it committed (the
         // model ran ahead of the disk's syncs) go into one transaction together: fewer syncs, same resume points.
-        let writer = scope.spawn(move || -> Result<()> {
+        let writer = scope.spawn(move || -> Result<Duration> {
+            let mut busy = Duration::ZERO;
             while let Ok(first) = write_rx.recv() {
+                let t = Instant::now();
                 let mut group = vec![first];
                 group.extend(write_rx.try_iter());
                 write_batches(store, &group)?;
+                busy += t.elapsed();
             }
-            Ok(())
+            Ok(busy)
         });
 
         let coordinator = Coordinator {
@@ -242,19 +311,21 @@ pub(super) fn run(
             progress: opts.progress,
             source_len,
             summary,
+            buffers,
         };
         let coordinated = coordinator.run(cursors, start, start_item, total, Channels { done_rx, tokens_rx, write_tx });
         // The coordinator has dropped its channel ends: a reader or writer still running stops now.
         let written = writer.join().expect("writer thread");
         reader.join().expect("reader thread");
         coordinated?;
-        written
+        summary.stages.writes += written?;
+        Ok(())
     })
 }
 
 /// The coordinator's ends of the pipeline's channels; dropped when it returns, which stops the others.
 struct Channels {
-    done_rx: Receiver<Result<(usize, Vec<Prepared>)>>,
+    done_rx: Receiver<Result<(usize, PreparedChunk)>>,
     tokens_rx: Receiver<()>,
     write_tx: SyncSender<WriteBatch>,
 }
@@ -269,11 +340,12 @@ struct Coordinator<'a, 'm> {
     progress: bool,
     source_len: u64,
     summary: &'m mut Summary,
+    buffers: Buffers,
 }
 
 impl Coordinator<'_, '_> {
     fn run(mut self, cur: &Cursors, start: u64, start_item: u32, total: u64, ch: Channels) -> Result<()> {
-        let mut pending: BTreeMap<usize, Vec<Prepared>> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, PreparedChunk> = BTreeMap::new();
         let mut next_chunk = 0usize;
         let mut pos = start;
         // Id of the next already-stored item (records below the records cursor), and of the next new one.
@@ -285,7 +357,8 @@ impl Coordinator<'_, '_> {
             if (self.stop)() {
                 return Err(IngestError::Interrupted);
             }
-            let prepared = loop {
+            let waiting = Instant::now();
+            let mut chunk = loop {
                 if let Some(p) = pending.remove(&next_chunk) {
                     break p;
                 }
@@ -299,14 +372,19 @@ impl Coordinator<'_, '_> {
                 }
             };
             let _ = ch.tokens_rx.recv();
+            let busy = Instant::now();
+            self.summary.stages.waiting += busy - waiting;
+            self.summary.stages.add_workers(&chunk.times);
+            let model_before = self.summary.stages.model;
             next_chunk += 1;
+            let prepared = &mut chunk.records;
             let chunk_start = pos;
             let chunk_end = pos + prepared.len() as u64;
             let mut wb = WriteBatch::default();
-            let ids = self.assign_ids(&prepared, chunk_start, records_pos, &mut next_item, &mut new_item, &mut wb)?;
+            let ids = self.assign_ids(prepared, chunk_start, records_pos, &mut next_item, &mut new_item, &mut wb)?;
             self.summary.records += prepared.len() as u64;
             for (m, sp) in space_pos.iter_mut().enumerate() {
-                self.embed_chunk(m, &prepared, &ids, chunk_start, sp, &mut wb)?;
+                self.embed_chunk(m, &chunk, &ids, chunk_start, sp, &mut wb)?;
                 if chunk_end > sp.0 {
                     sp.0 = chunk_end;
                     let name = &self.models[m].space.name;
@@ -330,6 +408,12 @@ impl Coordinator<'_, '_> {
                 wb.complete = Some(records_pos >= all && space_pos.iter().all(|&(r, _)| r >= all));
             }
             pos = chunk_end;
+            // The coordinator's own work: ids, gathering, checks, the write batch (the model is counted apart).
+            for inputs in chunk.inputs {
+                self.buffers.give(inputs.data);
+            }
+            let model = self.summary.stages.model - model_before;
+            self.summary.stages.batching += busy.elapsed().saturating_sub(model);
             if ch.write_tx.send(wb).is_err() {
                 // The writer stopped on an error; the caller reports it.
                 return Ok(());
@@ -342,7 +426,7 @@ impl Coordinator<'_, '_> {
     /// records ingested by an earlier run are matched to their stored item by source.
     fn assign_ids(
         &mut self,
-        prepared: &[Prepared],
+        prepared: &mut [Prepared],
         chunk_start: u64,
         records_pos: u64,
         next_item: &mut u32,
@@ -351,9 +435,9 @@ impl Coordinator<'_, '_> {
     ) -> Result<Vec<Option<u32>>> {
         let mut ids = Vec::with_capacity(prepared.len());
         let rtxn = if chunk_start < records_pos { Some(self.store.read_txn()?) } else { None };
-        for (i, p) in prepared.iter().enumerate() {
+        for (i, p) in prepared.iter_mut().enumerate() {
             if chunk_start + i as u64 >= records_pos {
-                match p.decoded.as_ref().expect("new records are decoded") {
+                match p.decoded.as_mut().expect("new records are decoded") {
                     Ok(d) => {
                         let item = Item {
                             source: p.record.source.clone(),
@@ -362,7 +446,7 @@ impl Coordinator<'_, '_> {
                             height: d.height,
                             hash: d.hash,
                         };
-                        wb.items.push((*new_item, item, d.thumb.clone().unwrap_or_default()));
+                        wb.items.push((*new_item, item, d.thumb.take().unwrap_or_default()));
                         ids.push(Some(*new_item));
                         *new_item += 1;
                         *next_item = *new_item;
@@ -397,36 +481,39 @@ impl Coordinator<'_, '_> {
     fn embed_chunk(
         &mut self,
         m: usize,
-        prepared: &[Prepared],
+        chunk: &PreparedChunk,
         ids: &[Option<u32>],
         chunk_start: u64,
         space_pos: &mut (u64, u32),
         wb: &mut WriteBatch,
     ) -> Result<()> {
-        let k = self.model_key[m];
-        let rows: Vec<(u32, &Vec<f32>)> = prepared
+        let prepared = &chunk.records;
+        let inputs = &chunk.inputs[self.model_key[m]];
+        let rows: Vec<(u32, &[f32])> = ids
             .iter()
-            .zip(ids)
             .enumerate()
-            .filter(|(i, _)| chunk_start + *i as u64 >= space_pos.0)
-            .filter_map(|(_, (p, id))| {
-                let input = p.decoded.as_ref()?.as_ref().ok()?.inputs[k].as_ref()?;
-                Some(((*id)?, input))
-            })
+            .filter(|&(i, _)| chunk_start + i as u64 >= space_pos.0)
+            .filter_map(|(i, id)| Some(((*id)?, inputs.get(i)?)))
             .collect();
         if rows.is_empty() {
             return Ok(());
         }
         let model = &mut self.models[m];
         let n = rows.len();
-        let mut flat = Vec::with_capacity(n * rows[0].1.len());
-        for (_, input) in &rows {
-            flat.extend_from_slice(input);
-        }
+        // Every prepared input is in the batch (the usual case): hand the pool's buffer over as it is.
+        let gathered;
+        let flat = if n == inputs.rows.len() {
+            &inputs.data[..]
+        } else {
+            gathered = rows.iter().flat_map(|(_, input)| input.iter().copied()).collect::<Vec<f32>>();
+            &gathered[..]
+        };
         let t0 = Instant::now();
         let (emb, probs) =
-            (model.embed)(&flat, n).map_err(|why| IngestError::Model { space: model.space.name.clone(), why })?;
-        self.summary.spaces[m].model_time += t0.elapsed();
+            (model.embed)(flat, n).map_err(|why| IngestError::Model { space: model.space.name.clone(), why })?;
+        let took = t0.elapsed();
+        self.summary.spaces[m].model_time += took;
+        self.summary.stages.model += took;
         self.summary.spaces[m].embedded += n as u64;
         let dim = model.space.dim as usize;
         if emb.len() != n * dim {

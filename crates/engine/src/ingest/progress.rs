@@ -89,6 +89,28 @@ pub fn format_summary(s: &Summary) -> String {
             let _ = writeln!(out, "  {n:>6} x {reason}");
         }
     }
+    let st = &s.stages;
+    let stages = [
+        ("decode", st.decode),
+        ("preprocess", st.preprocess),
+        ("thumbnails", st.thumbnails),
+        ("model", st.model),
+        ("batching", st.batching),
+        ("store writes", st.writes),
+    ];
+    let busy: f64 = stages.iter().map(|(_, t)| t.as_secs_f64()).sum();
+    if busy > 0.0 {
+        let parts: Vec<String> = stages
+            .iter()
+            .map(|(name, t)| format!("{name} {:.2} s ({:.0}%)", t.as_secs_f64(), 100.0 * t.as_secs_f64() / busy))
+            .collect();
+        let _ = writeln!(
+            out,
+            "stages (thread time): {}; the model waited {:.2} s for decoded batches",
+            parts.join(", "),
+            st.waiting.as_secs_f64()
+        );
+    }
     for sp in &s.spaces {
         let t = sp.model_time.as_secs_f64();
         let _ = writeln!(

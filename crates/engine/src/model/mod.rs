@@ -17,6 +17,7 @@ pub mod torchscript;
 pub mod vit;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
@@ -133,6 +134,10 @@ pub struct Embedder {
     device: Device,
     kind: Kind,
     pooling: Pooling,
+    /// The host tensor each batch is copied into, kept from batch to batch: a fresh one would be zero-filled
+    /// and page-faulted in on the coordinator thread every batch. Pinned when the model is on CUDA, so that the
+    /// copy to the device can be asynchronous.
+    staging: Mutex<Option<Tensor>>,
 }
 
 /// Where a Hugging Face model's files are.
@@ -343,6 +348,7 @@ impl Embedder {
             device: opts.device,
             kind: opts.kind,
             pooling: opts.pooling,
+            staging: Mutex::new(None),
         })
     }
 
@@ -402,6 +408,7 @@ impl Embedder {
             device: opts.device,
             kind: opts.kind,
             pooling: opts.pooling,
+            staging: Mutex::new(None),
         })
     }
 
@@ -498,7 +505,22 @@ impl Embedder {
         if n == 0 {
             return Ok(EmbedOutput { embeddings: vec![], probs: (self.num_classes > 0).then(Vec::new) });
         }
-        let x = Tensor::from_slice(batch).view([n as i64, c as i64, h as i64, w as i64]);
+        let shape = [n as i64, c as i64, h as i64, w as i64];
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if staging.as_ref().is_none_or(|t| t.size() != shape) {
+            let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+            *staging = Some(if self.device.is_cuda() { t.pin_memory(self.device) } else { t });
+        }
+        let x = staging.as_mut().expect("set above");
+        // SAFETY: `batch` holds exactly n*c*h*w f32 values (checked above) and outlives `view`, which is only
+        // read by the copy and dropped right after it.
+        let view = unsafe { Tensor::from_blob(batch.as_ptr().cast(), &shape, &[], Kind::Float, Device::Cpu) };
+        x.f_copy_(&view).map_err(|e| ModelError::Forward(e.to_string()))?;
+        drop(view);
+        // Pinned memory lets the copy to the GPU run without blocking; the forward pass queues behind it on the
+        // same stream, and reading the outputs back below waits for both.
+        let x =
+            if self.device.is_cuda() { x.to_device_(self.device, self.kind, true, false) } else { x.shallow_clone() };
         let out = self.forward(&x)?;
         let to_vec = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
             let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
