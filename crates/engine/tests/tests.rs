@@ -4,6 +4,7 @@ mod common;
 
 mod analysis;
 mod demo;
+mod drift;
 mod export;
 mod hub;
 mod ingest;

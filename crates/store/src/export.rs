@@ -313,7 +313,10 @@ fn spotlight_names(space: &str, role: Role) -> (String, String, String) {
     }
 }
 
-/// The per-item table: id, source, label, label_name; per space S its scores as `name.S`; tag, new_label, note.
+const DRIFT_COLUMNS: [&str; 3] = [columns::DRIFT_KNN_JACCARD, columns::DRIFT_MOVEMENT, columns::DRIFT_RANK_CHANGE];
+
+/// The per-item table: id, source, label, label_name; per space S its scores as `name.S` (a series step's drift
+/// from the step before as `drift_*.S`); the dataset-level drift as `drift_*`; tag, new_label, note.
 pub fn build_table(store: &Store, spotlight: bool) -> Result<Table> {
     Ok(build_table_skipping(store, spotlight, false)?.0)
 }
@@ -385,6 +388,17 @@ pub fn build_table_skipping(store: &Store, spotlight: bool, skip_damaged: bool) 
         }
         if let Some(v) = u32_column(col(columns::LABEL_ISSUE)?, n) {
             t.push(format!("{}.{s}", columns::LABEL_ISSUE), Values::Bool(v.iter().map(|&f| Some(f == 1)).collect()));
+        }
+        for name in DRIFT_COLUMNS {
+            if let Some(v) = f32_column(col(name)?, n) {
+                t.push(format!("{name}.{s}"), floats(v));
+            }
+        }
+    }
+    // First against last space of the series (or foundation against fine-tuned), under their plain names.
+    for name in DRIFT_COLUMNS {
+        if let Some(v) = f32_column(store.column(&rtxn, "", name)?, n) {
+            t.push(name, floats(v));
         }
     }
     if spotlight {

@@ -4,6 +4,7 @@
 //! `run` reads each space, computes everything outside any write transaction, then writes all of the
 //! space's columns and its arroy index in one transaction: a crash or Ctrl-C leaves the previous results.
 
+pub mod drift;
 pub mod duplicates;
 pub mod knn;
 pub mod labels;
@@ -134,11 +135,13 @@ pub struct SpaceReport {
 #[derive(Debug, Clone, Default)]
 pub struct AnalysisReport {
     pub spaces: Vec<SpaceReport>,
+    /// Drift of each compared pair of spaces (`drift::pairs`).
+    pub drift: Vec<drift::DriftReport>,
 }
 
 /// Analyses every selected space of `store` and writes the results. The caller holds the writer lock.
 pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<AnalysisReport> {
-    let (spaces, labels) = {
+    let (spaces, labels, series) = {
         let rtxn = store.read_txn()?;
         let all = store.spaces(&rtxn)?;
         if all.is_empty() {
@@ -151,15 +154,20 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
             }
         }
         let hashes: Vec<u64> = store.items(&rtxn)?.into_iter().map(|i| i.hash).collect();
-        (all, (store.labels(&rtxn)?, store.label_names(&rtxn)?, hashes))
+        (all, (store.labels(&rtxn)?, store.label_names(&rtxn)?, hashes), store.series(&rtxn)?)
     };
     let mut report = AnalysisReport::default();
-    for space in spaces.iter().filter(|s| params.spaces.is_empty() || params.spaces.contains(&s.name)) {
-        // Projections of later spaces are aligned to the first space's, as stored (this run's or an earlier one).
-        let reference = (space.name != all_first(&spaces)).then(|| all_first(&spaces).to_string());
+    for space in analysis_order(&spaces, series.as_ref())
+        .into_iter()
+        .filter(|s| params.spaces.is_empty() || params.spaces.contains(&s.name))
+    {
+        // Projections are aligned to the step before in a series, else to the first space, as stored (this
+        // run's or an earlier one): the order above analyses a space's reference before the space.
+        let reference = drift::alignment_reference(series.as_ref(), &spaces, &space.name);
         let dataset = Dataset { labels: &labels.0, label_names: labels.1.len(), hashes: &labels.2 };
         report.spaces.push(run_space(store, space, &dataset, reference.as_deref(), params, hooks)?);
     }
+    report.drift = drift::run(store)?;
     let mut wtxn = store.write_txn()?;
     let settings = serde_json::json!({
         "k": params.k,
@@ -174,8 +182,17 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
     Ok(report)
 }
 
-fn all_first(spaces: &[SpaceInfo]) -> &str {
-    spaces.iter().min_by_key(|s| s.index).map_or("", |s| s.name.as_str())
+/// Spaces by index, except that the members of a series take their slots in step order, so each step's
+/// predecessor (its alignment reference) is analysed before it.
+fn analysis_order<'a>(spaces: &'a [SpaceInfo], series: Option<&torchlight_store::Series>) -> Vec<&'a SpaceInfo> {
+    let mut order: Vec<&SpaceInfo> = spaces.iter().collect();
+    order.sort_by_key(|s| s.index);
+    let Some(series) = series else { return order };
+    let in_series = |s: &SpaceInfo| series.steps.iter().position(|st| st.space == s.name);
+    let mut members: Vec<&SpaceInfo> = order.iter().copied().filter(|s| in_series(s).is_some()).collect();
+    members.sort_by_key(|s| in_series(s));
+    let mut members = members.into_iter();
+    order.into_iter().map(|s| if in_series(s).is_some() { members.next().unwrap_or(s) } else { s }).collect()
 }
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -501,6 +518,21 @@ pub fn summary(report: &AnalysisReport) -> String {
         let _ = writeln!(s, "  PCA explained variance ratio: {r1:.3}, {r2:.3}");
         let times: Vec<String> = sp.timings.iter().map(|(k, v)| format!("{k} {v:.2}s")).collect();
         let _ = writeln!(s, "  timings: {}", times.join(", "));
+    }
+    for d in &report.drift {
+        let under = if d.pair.under.is_empty() { String::new() } else { format!(" (columns under {})", d.pair.under) };
+        let _ = writeln!(s, "drift {} -> {}{under}:", d.pair.earlier, d.pair.later);
+        if let Some(j) = d.mean_jaccard {
+            let _ = writeln!(s, "  mean kNN Jaccard {j:.3} (1 = same neighbours)");
+        }
+        if let Some(p) = d.projection {
+            let moved: Vec<String> = d.most_moved.iter().map(|&(id, m)| format!("{id} ({m:.2})")).collect();
+            let _ = writeln!(s, "  moved most in {p}: {}", moved.join(", "));
+        }
+        if !d.most_rank_gained.is_empty() {
+            let ranks: Vec<String> = d.most_rank_gained.iter().map(|&(id, r)| format!("{id} ({r:+})")).collect();
+            let _ = writeln!(s, "  became most anomalous (outlier rank change): {}", ranks.join(", "));
+        }
     }
     s
 }
