@@ -16,7 +16,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use torchlight_store::ann::AnnParams;
-use torchlight_store::{Column, DatasetInfo, Item, ModelSpec, Result, SpaceInfo, Store, columns};
+use torchlight_store::{
+    Column, DatasetInfo, Item, LossPoint, ModelSpec, Result, Series, SeriesStep, SpaceInfo, Store, columns,
+};
 
 /// What to generate. `Default` is a small store for tests.
 #[derive(Debug, Clone)]
@@ -334,69 +336,7 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
 
     // Analysis columns, one write per space, as analysis commits them.
     for (s, sp) in spaces.iter().enumerate() {
-        let pos = &t.pos[s];
-        let (ids, d) = knn_2d(pos, p.k as usize);
-        let k = ids.len().checked_div(n).unwrap_or(0);
-        let dist: Vec<f32> = d.iter().map(|v| v * DIST_SCALE).collect();
-        let mean: Vec<f32> = (0..n).map(|i| dist[i * k..(i + 1) * k].iter().sum::<f32>() / k.max(1) as f32).collect();
-        let typical = {
-            let mut m = mean.clone();
-            m.sort_unstable_by(f32::total_cmp);
-            m.get(n / 2).copied().unwrap_or(1.0).max(1e-6)
-        };
-        let score: Vec<f32> = mean.iter().map(|m| (-m / (4.0 * typical)).exp()).collect();
-        let nn_id: Vec<u32> = (0..n).map(|i| ids.get(i * k).copied().unwrap_or(i as u32)).collect();
-        let nn_d: Vec<f32> = (0..n).map(|i| dist.get(i * k).copied().unwrap_or(0.0)).collect();
-        let nn_flag: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < DUPLICATE_2D * DIST_SCALE)).collect();
-        let median_nn = {
-            let mut m = nn_d.clone();
-            m.sort_unstable_by(f32::total_cmp);
-            m.get(n / 2).copied().unwrap_or(1.0).max(1e-6)
-        };
-        let close: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < NEAR_DUPLICATE_FRACTION * median_nn)).collect();
-        let group = duplicate_groups(&close, &nn_id);
-        // Near duplicates pair up both ways, as cleanlab's sets do: an item's close nearest neighbour is one too.
-        let dup: Vec<u32> = group.iter().map(|&g| u32::from(g != u32::MAX)).collect();
-        let dup_score: Vec<f32> = nn_d.iter().map(|&d| 1.0 - (-d / median_nn).exp()).collect();
-        let pca: Vec<f32> = pos
-            .chunks_exact(2)
-            .flat_map(|q| {
-                let (c, sn) = (0.5f32.cos(), 0.5f32.sin());
-                [0.3 * (c * q[0] - sn * q[1]), 0.3 * (sn * q[0] + c * q[1])]
-            })
-            .collect();
-        let mut w = store.write_txn()?;
-        let f32c = |v: Vec<f32>, width: u32| Column::F32 { width, values: v };
-        let u32c = |v: Vec<u32>, width: u32| Column::U32 { width, values: v };
-        let name = sp.name.as_str();
-        store.put_column(&mut w, name, columns::OUTLIER_SCORE, &f32c(score, 1))?;
-        store.put_column(&mut w, name, columns::KNN_MEAN_DISTANCE, &f32c(mean, 1))?;
-        store.put_column(&mut w, name, columns::NN_ID, &u32c(nn_id, 1))?;
-        store.put_column(&mut w, name, columns::NN_DISTANCE, &f32c(nn_d, 1))?;
-        store.put_column(&mut w, name, columns::KNN_IDS, &u32c(ids, k.max(1) as u32))?;
-        store.put_column(&mut w, name, columns::KNN_DISTANCES, &f32c(dist, k.max(1) as u32))?;
-        store.put_column(&mut w, name, columns::NEAR_DUPLICATE, &u32c(dup, 1))?;
-        store.put_column(&mut w, name, columns::NEAR_DUPLICATE_SCORE, &f32c(dup_score, 1))?;
-        store.put_column(&mut w, name, columns::DUPLICATE_GROUP, &u32c(group, 1))?;
-        store.put_column(&mut w, name, columns::NN_FLAG, &u32c(nn_flag, 1))?;
-        store.put_column(&mut w, name, columns::PCA, &f32c(pca, 2))?;
-        store.put_column(&mut w, name, columns::UMAP, &f32c(pos.clone(), 2))?;
-        if sp.num_classes > 0 {
-            let (mut pred, mut conf, mut quality, mut issue) = (vec![], vec![], vec![], vec![]);
-            for i in 0..n {
-                let probs = class_probs(&t, i, p.classes);
-                let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
-                pred.push(best as u32);
-                conf.push(probs[best]);
-                quality.push(probs[t.label[i] as usize]);
-                issue.push(u32::from(best as u32 != t.label[i]));
-            }
-            store.put_column(&mut w, name, columns::PRED, &u32c(pred, 1))?;
-            store.put_column(&mut w, name, columns::CONFIDENCE, &f32c(conf, 1))?;
-            store.put_column(&mut w, name, columns::LABEL_QUALITY, &f32c(quality, 1))?;
-            store.put_column(&mut w, name, columns::LABEL_ISSUE, &u32c(issue, 1))?;
-        }
-        store.commit(w)?;
+        put_analysis(&store, sp, &t.pos[s], &t, p)?;
     }
 
     if p.embeddings && p.ann && n > 1 {
@@ -411,6 +351,262 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
         }
     }
     Ok((store, t))
+}
+
+/// A fine-tuning run made up: the checkpoints' spaces in step order and what the series was made from.
+#[derive(Debug, Clone)]
+pub struct SeriesTruth {
+    pub truth: Truth,
+    /// Space name and training step of each checkpoint, the foundation first at step 0.
+    pub steps: Vec<(String, u64)>,
+    /// Per step: the 2-D positions written as its projection (x, y interleaved).
+    pub pos: Vec<Vec<f32>>,
+}
+
+/// Training steps between two checkpoints of `series_store`; the loss is logged every half of it.
+pub const SERIES_STEP: u64 = 10;
+
+/// Where item `i` sits at fraction `f` (0 = foundation, 1 = last checkpoint) of a made-up fine-tuning run.
+/// Classes tighten steadily; an item with a wrong label is pulled into that label's class in the second
+/// half, as a network memorising its training labels does, so those items move most.
+fn series_position(t: &Truth, classes: u32, i: usize, f: f32) -> (f32, f32) {
+    let ease = f * f * (3.0 - 2.0 * f);
+    let (fx, fy) = (t.pos[0][2 * i], t.pos[0][2 * i + 1]);
+    let (tx, ty) = (t.pos[1][2 * i], t.pos[1][2 * i + 1]);
+    let (x, y) = (fx + ease * (tx - fx), fy + ease * (ty - fy));
+    if t.label[i] == t.true_class[i] || t.outlier[i] || f <= 0.5 {
+        return (x, y);
+    }
+    let (cx, cy) = centre(t.true_class[i], classes);
+    let (lx, ly) = centre(t.label[i], classes);
+    let pull = (f - 0.5) * 2.0;
+    (x + pull * (lx - cx), y + pull * (ly - cy))
+}
+
+/// Jaccard overlap of two items' neighbour sets (`k` ids each).
+fn jaccard(a: &[u32], b: &[u32]) -> f32 {
+    let shared = a.iter().filter(|x| b.contains(x)).count();
+    let union = a.len() + b.len() - shared;
+    if union == 0 { 1.0 } else { shared as f32 / union as f32 }
+}
+
+/// Each item's rank by outlier score, 0 = most anomalous.
+fn outlier_ranks(score: &[f32]) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+    let mut rank = vec![0.0; score.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r as f32;
+    }
+    rank
+}
+
+/// The three drift columns from `a` (earlier) to `b` (later), written under `space`.
+fn put_drift(store: &Store, space: &str, a: (&Analysed, &[f32]), b: (&Analysed, &[f32])) -> Result<()> {
+    let ((a, pa), (b, pb)) = (a, b);
+    let n = pa.len() / 2;
+    let jac: Vec<f32> =
+        (0..n).map(|i| jaccard(&a.knn[i * a.k..(i + 1) * a.k], &b.knn[i * b.k..(i + 1) * b.k])).collect();
+    let moved: Vec<f32> =
+        (0..n).map(|i| ((pb[2 * i] - pa[2 * i]).powi(2) + (pb[2 * i + 1] - pa[2 * i + 1]).powi(2)).sqrt()).collect();
+    let (ra, rb) = (outlier_ranks(&a.outlier_score), outlier_ranks(&b.outlier_score));
+    let rank: Vec<f32> = rb.iter().zip(&ra).map(|(b, a)| b - a).collect();
+    let mut w = store.write_txn()?;
+    for (name, values) in
+        [(columns::DRIFT_KNN_JACCARD, jac), (columns::DRIFT_MOVEMENT, moved), (columns::DRIFT_RANK_CHANGE, rank)]
+    {
+        store.put_column(&mut w, space, name, &Column::F32 { width: 1, values })?;
+    }
+    store.commit(w)
+}
+
+/// A store holding a fine-tuning series as `torchlight ingest --checkpoints` and its analysis write one:
+/// `steps` spaces (at least 2: the foundation at step 0, then `step-10`, `step-20`, ...) whose layouts drift
+/// from the foundation's clusters to tighter ones, every space's analysis columns and aligned projections,
+/// the drift columns between consecutive steps (under each step's space) and between the first and the
+/// last (under ""), and the `Series` record with a decreasing training loss logged every 5 steps.
+pub fn series_store(dir: &Path, items: u32, steps: u32) -> Result<(Store, SeriesTruth)> {
+    let p = SynthParams { items, ann: false, ..SynthParams::default() };
+    let store = Store::create_or_open(dir)?;
+    let t = truth(&p);
+    let n = items as usize;
+    let steps = steps.max(2) as usize;
+    let names = label_names(p.classes);
+    let series: Vec<(String, u64)> = (0..steps)
+        .map(|s| {
+            let step = s as u64 * SERIES_STEP;
+            (if s == 0 { "foundation".to_string() } else { format!("step-{step}") }, step)
+        })
+        .collect();
+    let pos: Vec<Vec<f32>> = (0..steps)
+        .map(|s| {
+            let f = s as f32 / (steps - 1) as f32;
+            (0..n).flat_map(|i| <[f32; 2]>::from(series_position(&t, p.classes, i, f))).collect()
+        })
+        .collect();
+    let mut dataset = DatasetInfo {
+        source: format!("synthetic-series:{items}"),
+        format: "synthetic".into(),
+        fingerprint: format!("synth-series-{items}-{steps}"),
+        complete: false,
+    };
+    let mut w = store.write_txn()?;
+    store.put_dataset(&mut w, &dataset)?;
+    store.put_label_names(&mut w, &names)?;
+    let mut spaces = Vec::new();
+    for (s, (name, _)) in series.iter().enumerate() {
+        let head = s > 0;
+        spaces.push(store.put_space(
+            &mut w,
+            SpaceInfo {
+                name: name.clone(),
+                index: 0,
+                dim: p.dim,
+                model: ModelSpec {
+                    kind: "synthetic".into(),
+                    source: format!("synth/run/{name}"),
+                    fingerprint: format!("synth-{name}"),
+                    pooling: "cls".into(),
+                    image_size: 32,
+                },
+                num_classes: if head { p.classes } else { 0 },
+                class_names: if head { names.clone() } else { Vec::new() },
+            },
+        )?);
+    }
+    let mut rng = StdRng::seed_from_u64(p.seed ^ 0x5e1e5);
+    for i in 0..n {
+        let id = i as u32;
+        let item = Item {
+            source: format!("synth/{}/{id:07}.png", names[t.true_class[i] as usize]),
+            label: Some(t.label[i]),
+            width: 32,
+            height: 32,
+            hash: u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        };
+        store.put_item(&mut w, id, &item)?;
+        store.put_thumbnail(&mut w, id, &thumbnail_png(id, t.true_class[i], p.classes, t.outlier[i]))?;
+        for (sp, pos) in spaces.iter().zip(&pos) {
+            store.put_embedding(
+                &mut w,
+                sp.index,
+                id,
+                &embedding(pos[2 * i], pos[2 * i + 1], p.dim as usize, &mut rng),
+            )?;
+            if sp.num_classes > 0 {
+                store.put_probs(&mut w, sp.index, id, &class_probs(&t, i, p.classes))?;
+            }
+        }
+    }
+    store.put_cursor(&mut w, "items", n as u64)?;
+    store.commit(w)?;
+    dataset.complete = true;
+    let mut w = store.write_txn()?;
+    store.put_dataset(&mut w, &dataset)?;
+    store.commit(w)?;
+
+    let mut analysed = Vec::new();
+    for (sp, pos) in spaces.iter().zip(&pos) {
+        analysed.push(put_analysis(&store, sp, pos, &t, &p)?);
+    }
+    for s in 1..steps {
+        put_drift(&store, &series[s].0, (&analysed[s - 1], &pos[s - 1]), (&analysed[s], &pos[s]))?;
+    }
+    put_drift(&store, "", (&analysed[0], &pos[0]), (&analysed[steps - 1], &pos[steps - 1]))?;
+
+    let last = series[steps - 1].1;
+    let losses = (1..=last / (SERIES_STEP / 2))
+        .map(|k| {
+            let step = k * SERIES_STEP / 2;
+            let x = step as f64 / last.max(1) as f64;
+            LossPoint { step, loss: 0.12 + 2.1 * (-4.0 * x).exp() + 0.04 * (step as f64).sin() }
+        })
+        .collect();
+    let record = Series {
+        steps: series.iter().map(|(space, step)| SeriesStep { space: space.clone(), step: *step }).collect(),
+        losses,
+    };
+    let mut w = store.write_txn()?;
+    store.put_series(&mut w, &record)?;
+    store.commit(w)?;
+    Ok((store, SeriesTruth { truth: t, steps: series, pos }))
+}
+
+/// What `put_analysis` computed that drift between spaces is measured with.
+struct Analysed {
+    /// k nearest neighbours per item, `k` each.
+    knn: Vec<u32>,
+    k: usize,
+    outlier_score: Vec<f32>,
+}
+
+/// Writes one space's analysis columns for items at the 2-D positions `pos`, in one write, as analysis
+/// commits them.
+fn put_analysis(store: &Store, sp: &SpaceInfo, pos: &[f32], t: &Truth, p: &SynthParams) -> Result<Analysed> {
+    let n = pos.len() / 2;
+    let (ids, d) = knn_2d(pos, p.k as usize);
+    let k = ids.len().checked_div(n).unwrap_or(0);
+    let dist: Vec<f32> = d.iter().map(|v| v * DIST_SCALE).collect();
+    let mean: Vec<f32> = (0..n).map(|i| dist[i * k..(i + 1) * k].iter().sum::<f32>() / k.max(1) as f32).collect();
+    let typical = {
+        let mut m = mean.clone();
+        m.sort_unstable_by(f32::total_cmp);
+        m.get(n / 2).copied().unwrap_or(1.0).max(1e-6)
+    };
+    let score: Vec<f32> = mean.iter().map(|m| (-m / (4.0 * typical)).exp()).collect();
+    let nn_id: Vec<u32> = (0..n).map(|i| ids.get(i * k).copied().unwrap_or(i as u32)).collect();
+    let nn_d: Vec<f32> = (0..n).map(|i| dist.get(i * k).copied().unwrap_or(0.0)).collect();
+    let nn_flag: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < DUPLICATE_2D * DIST_SCALE)).collect();
+    let median_nn = {
+        let mut m = nn_d.clone();
+        m.sort_unstable_by(f32::total_cmp);
+        m.get(n / 2).copied().unwrap_or(1.0).max(1e-6)
+    };
+    let close: Vec<u32> = nn_d.iter().map(|&d| u32::from(d < NEAR_DUPLICATE_FRACTION * median_nn)).collect();
+    let group = duplicate_groups(&close, &nn_id);
+    // Near duplicates pair up both ways, as cleanlab's sets do: an item's close nearest neighbour is one too.
+    let dup: Vec<u32> = group.iter().map(|&g| u32::from(g != u32::MAX)).collect();
+    let dup_score: Vec<f32> = nn_d.iter().map(|&d| 1.0 - (-d / median_nn).exp()).collect();
+    let pca: Vec<f32> = pos
+        .chunks_exact(2)
+        .flat_map(|q| {
+            let (c, sn) = (0.5f32.cos(), 0.5f32.sin());
+            [0.3 * (c * q[0] - sn * q[1]), 0.3 * (sn * q[0] + c * q[1])]
+        })
+        .collect();
+    let mut w = store.write_txn()?;
+    let f32c = |v: Vec<f32>, width: u32| Column::F32 { width, values: v };
+    let u32c = |v: Vec<u32>, width: u32| Column::U32 { width, values: v };
+    let name = sp.name.as_str();
+    store.put_column(&mut w, name, columns::OUTLIER_SCORE, &f32c(score.clone(), 1))?;
+    store.put_column(&mut w, name, columns::KNN_MEAN_DISTANCE, &f32c(mean, 1))?;
+    store.put_column(&mut w, name, columns::NN_ID, &u32c(nn_id, 1))?;
+    store.put_column(&mut w, name, columns::NN_DISTANCE, &f32c(nn_d, 1))?;
+    store.put_column(&mut w, name, columns::KNN_IDS, &u32c(ids.clone(), k.max(1) as u32))?;
+    store.put_column(&mut w, name, columns::KNN_DISTANCES, &f32c(dist, k.max(1) as u32))?;
+    store.put_column(&mut w, name, columns::NEAR_DUPLICATE, &u32c(dup, 1))?;
+    store.put_column(&mut w, name, columns::NEAR_DUPLICATE_SCORE, &f32c(dup_score, 1))?;
+    store.put_column(&mut w, name, columns::DUPLICATE_GROUP, &u32c(group, 1))?;
+    store.put_column(&mut w, name, columns::NN_FLAG, &u32c(nn_flag, 1))?;
+    store.put_column(&mut w, name, columns::PCA, &f32c(pca, 2))?;
+    store.put_column(&mut w, name, columns::UMAP, &f32c(pos.to_vec(), 2))?;
+    if sp.num_classes > 0 {
+        let (mut pred, mut conf, mut quality, mut issue) = (vec![], vec![], vec![], vec![]);
+        for i in 0..n {
+            let probs = class_probs(t, i, p.classes);
+            let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
+            pred.push(best as u32);
+            conf.push(probs[best]);
+            quality.push(probs[t.label[i] as usize]);
+            issue.push(u32::from(best as u32 != t.label[i]));
+        }
+        store.put_column(&mut w, name, columns::PRED, &u32c(pred, 1))?;
+        store.put_column(&mut w, name, columns::CONFIDENCE, &f32c(conf, 1))?;
+        store.put_column(&mut w, name, columns::LABEL_QUALITY, &f32c(quality, 1))?;
+        store.put_column(&mut w, name, columns::LABEL_ISSUE, &u32c(issue, 1))?;
+    }
+    store.commit(w)?;
+    Ok(Analysed { knn: ids, k, outlier_score: score })
 }
 
 /// Classifier probabilities: confident in the true class, less so for outliers.

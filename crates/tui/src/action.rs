@@ -44,6 +44,12 @@ pub enum Action {
     /// Pan the scatter by a fraction of its width / height.
     Pan(f32, f32),
     ResetView,
+    /// Open or close the drift view of a checkpoint series.
+    DriftView,
+    /// Show the checkpoint this many steps later (negative: earlier).
+    Scrub(i64),
+    /// Play the checkpoints as an animation, or stop it.
+    Play,
     /// Reread the store (an ingest or analysis may have added to it).
     Refresh,
     Help,

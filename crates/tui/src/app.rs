@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use ratatui::layout::Rect;
 use torchlight_store::{Result, Store};
@@ -14,10 +15,10 @@ use crate::data::Data;
 use crate::event::Event;
 use crate::filter::Like;
 use crate::keys;
-use crate::layout::{self, Areas};
+use crate::layout::{self, Areas, Arrangement};
 use crate::mode::{InputPurpose, Mode, PickPurpose};
 use crate::preview::{Graphics, Plotter, Worker};
-use crate::state::{Inspector, ListView, Scatter, Triage};
+use crate::state::{DriftView, Inspector, ListView, Scatter, Triage, drift};
 use crate::theme::Theme;
 
 pub struct Options {
@@ -44,6 +45,7 @@ pub struct App {
     triage: Triage,
     inspector: Inspector,
     scatter: Scatter,
+    drift: DriftView,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
         let worker = Worker::spawn(store.clone(), graphics, move |r| tx.send(Event::Preview(r)).is_ok());
         let mut app = App {
             list: ListView::new(&data, space),
+            drift: DriftView::new(&data),
             store,
             store_label: options.store_label,
             data,
@@ -142,8 +145,28 @@ impl App {
         &self.scatter
     }
 
+    pub fn drift(&self) -> &DriftView {
+        &self.drift
+    }
+
+    /// Which panels are on screen.
+    pub fn arrangement(&self) -> Arrangement {
+        if self.drift.is_on() {
+            Arrangement::Drift
+        } else if self.scatter.view().side_by_side {
+            Arrangement::SideBySide
+        } else {
+            Arrangement::Main
+        }
+    }
+
     pub fn areas(&self) -> Areas {
-        layout::areas(Rect::new(0, 0, self.size.0, self.size.1), self.scatter.view().side_by_side)
+        layout::areas(Rect::new(0, 0, self.size.0, self.size.1), self.arrangement())
+    }
+
+    /// How often the UI loop should send `Event::Frame`: while the drift view plays, else never.
+    pub fn frame_interval(&self) -> Option<Duration> {
+        self.drift.is_playing().then_some(drift::FRAME)
     }
 
     pub fn selected(&self) -> Option<u32> {
@@ -171,6 +194,13 @@ impl App {
             }
             Event::Term(crossterm::event::Event::Mouse(m)) => self.mouse(m),
             Event::Term(_) | Event::Tick => false,
+            Event::Frame => {
+                let moved = self.drift.frame_tick();
+                if moved {
+                    self.show_step();
+                }
+                moved
+            }
             Event::Preview(r) => self.inspector.picture_ready(r),
             Event::Plot(p) => match self.scatter.plot_ready(p) {
                 Ok(kept) => kept,
@@ -311,6 +341,9 @@ impl App {
                 self.list.clear_filters();
                 self.rebuild(self.selected());
             }
+            Action::NextSpace if self.drift.is_on() => {
+                self.message = Some("the drift view shows the series' spaces: [ and ] step through them".into());
+            }
             Action::NextSpace => {
                 if !self.data.spaces.is_empty() {
                     self.space = (self.space + 1) % self.data.spaces.len();
@@ -320,6 +353,9 @@ impl App {
                 }
             }
             Action::SideBySide => {
+                if self.drift.is_on() {
+                    self.toggle_drift();
+                }
                 self.scatter.toggle_side_by_side();
                 self.after_move();
             }
@@ -338,6 +374,23 @@ impl App {
             Action::ResetView => {
                 self.scatter.reset();
                 self.after_move();
+            }
+            Action::DriftView => self.toggle_drift(),
+            Action::Scrub(by) => {
+                if !self.drift.is_on() {
+                    self.message = Some(self.drift_closed().into());
+                } else if self.drift.scrub(by) {
+                    self.show_step();
+                }
+            }
+            Action::Play => {
+                if self.drift.is_on() {
+                    if self.drift.toggle_play() {
+                        self.show_step();
+                    }
+                } else {
+                    self.message = Some(self.drift_closed().into());
+                }
             }
             Action::Refresh => self.refresh(),
             Action::Help => self.mode = Mode::Help,
@@ -438,6 +491,44 @@ impl App {
         }
     }
 
+    fn drift_closed(&self) -> &'static str {
+        if self.drift.available() {
+            "F opens the drift view"
+        } else {
+            "no checkpoint series in this store (`torchlight ingest --checkpoints`)"
+        }
+    }
+
+    /// Opens or closes the drift view. Open, the scatter frames every step alike and the space shown is
+    /// the step's; closed, the space shown stays the last step's.
+    fn toggle_drift(&mut self) {
+        if !self.drift.available() {
+            self.message = Some(self.drift_closed().into());
+            return;
+        }
+        if self.drift.toggle(self.space) {
+            self.scatter.set_side_by_side(false);
+            self.scatter.set_frame(self.drift.frame());
+            self.message = None;
+            self.show_step();
+        } else {
+            self.scatter.set_frame(None);
+            self.after_move();
+        }
+    }
+
+    /// Shows the drift view's current step: its space becomes the one shown.
+    fn show_step(&mut self) {
+        match self.drift.space() {
+            Some(s) if s != self.space => {
+                self.space = s;
+                self.inspector.forget();
+                self.rebuild(self.selected());
+            }
+            _ => self.after_move(),
+        }
+    }
+
     /// Rereads the store: an ingest or analysis may have added items or columns since it was opened.
     fn refresh(&mut self) {
         match Data::load(&self.store) {
@@ -452,6 +543,13 @@ impl App {
                 }
                 self.space = self.space.min(self.data.spaces.len().saturating_sub(1));
                 self.inspector.forget();
+                let was_on = self.drift.is_on();
+                self.drift = DriftView::new(&self.data);
+                if was_on && self.drift.toggle(self.space) {
+                    self.scatter.set_frame(self.drift.frame());
+                } else {
+                    self.scatter.set_frame(None);
+                }
                 self.message = Some(format!("reread: {} items", self.data.items));
                 self.rebuild(keep);
             }
@@ -481,8 +579,11 @@ impl App {
         self.inspector.show(&self.store, &self.data, self.space, selected, areas.inspector);
         let shown = self.list.shown();
         self.scatter.rasterize(&self.data, self.space, shown, self.list.generation(), areas.scatter);
+        self.drift.follow(&self.data, selected);
+        self.drift.trace(self.scatter.rasters().first());
         let neighbours = self.inspector.current().map_or(&[][..], |i| &i.neighbours[..]);
-        self.scatter.request_plots(&self.data, self.space, shown, selected, neighbours, self.theme);
+        let trail = if self.drift.is_on() { self.drift.trajectory() } else { &[][..] };
+        self.scatter.request_plots(&self.data, self.space, shown, selected, neighbours, trail, self.theme);
         // Each move reads a few records and column rows, and the kernel maps pages around every page it
         // faults in: without this, scrolling through a large store would keep adding map pages to the
         // resident set. The next frame refaults the few it needs.

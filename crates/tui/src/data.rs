@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use torchlight_store::{Column, Result, RoTxn, Store, Tag, columns};
+use torchlight_store::{Column, LossPoint, Result, RoTxn, Store, Tag, columns};
 
 /// Label id meaning "none" in the flat label vectors.
 pub use torchlight_store::NO_LABEL;
@@ -60,6 +60,58 @@ pub struct SpaceData {
     pub outlier_cut: f32,
     pub has_ann: bool,
     pub k: u32,
+    /// In a checkpoint series: how this step drifted from the step before it.
+    pub drift: Drift,
+}
+
+/// The per-item drift columns between two spaces; a column the analysis has not written is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Drift {
+    pub knn_jaccard: Option<Vec<f32>>,
+    pub movement: Option<Vec<f32>>,
+    pub rank_change: Option<Vec<f32>>,
+}
+
+impl Drift {
+    fn load(store: &Store, r: &RoTxn, space: &str, n: usize) -> Result<Drift> {
+        let col = |c: &str| store.column(r, space, c).map(|c| f32s(c, n, 1));
+        Ok(Drift {
+            knn_jaccard: col(columns::DRIFT_KNN_JACCARD)?,
+            movement: col(columns::DRIFT_MOVEMENT)?,
+            rank_change: col(columns::DRIFT_RANK_CHANGE)?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.knn_jaccard.is_none() && self.movement.is_none() && self.rank_change.is_none()
+    }
+
+    /// One item's values: (jaccard, movement, rank change), each when its column exists.
+    pub fn of(&self, id: u32) -> [Option<f32>; 3] {
+        let at = |c: &Option<Vec<f32>>| c.as_ref().and_then(|v| v.get(id as usize).copied());
+        [at(&self.knn_jaccard), at(&self.movement), at(&self.rank_change)]
+    }
+}
+
+/// A fine-tuning run's checkpoints, as spaces of this store in step order, and its loss log.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesData {
+    pub steps: Vec<Step>,
+    pub losses: Vec<LossPoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Index in `Data::spaces`.
+    pub space: usize,
+    pub step: u64,
+}
+
+impl SeriesData {
+    /// The training loss at a step: the last one logged at or before it (none before the first log).
+    pub fn loss_at(&self, step: u64) -> Option<f64> {
+        self.losses.iter().take_while(|l| l.step <= step).last().map(|l| l.loss)
+    }
 }
 
 /// Everything the table, the filters and the scatter need, for all items.
@@ -75,6 +127,10 @@ pub struct Data {
     pub complete: bool,
     /// What every item's source starts with (see `common_source_prefix`); rows show what follows it.
     pub source_prefix: String,
+    /// Drift between the first and the last space of the series (or foundation and fine-tuned).
+    pub drift: Drift,
+    /// The checkpoint series, when the store holds one whose spaces it has.
+    pub series: Option<SeriesData>,
 }
 
 fn f32s(col: Option<Column>, n: usize, width: u32) -> Option<Vec<f32>> {
@@ -135,7 +191,18 @@ impl Data {
             }
         }
         let tags = store.tags(&r)?.into_iter().collect();
+        let series = store.series(&r)?.map(|s| SeriesData {
+            // A step whose space is not (yet) in the store cannot be shown.
+            steps: s
+                .steps
+                .iter()
+                .filter_map(|st| Some(Step { space: spaces.iter().position(|sp| sp.name == st.space)?, step: st.step }))
+                .collect(),
+            losses: s.losses,
+        });
         Ok(Data {
+            drift: Drift::load(store, &r, "", n)?,
+            series: series.filter(|s| !s.steps.is_empty()),
             items: n as u32,
             label: Arc::new(label),
             label_names,
@@ -255,6 +322,7 @@ fn load_space(store: &Store, r: &RoTxn, name: &str, index: u16, n: usize) -> Res
         outlier_cut,
         has_ann: store.has_ann(r, index),
         k,
+        drift: Drift::load(store, r, name, n)?,
     })
 }
 

@@ -9,6 +9,8 @@ use crate::preview::{Plotted, Rendered};
 pub enum Event {
     Term(crossterm::event::Event),
     Tick,
+    /// The animation timer: the UI loop sends one every `App::frame_interval` while the drift view plays.
+    Frame,
     Preview(Rendered),
     Plot(Plotted),
 }

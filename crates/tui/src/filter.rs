@@ -6,6 +6,10 @@ use torchlight_store::TagKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
     Outlier,
+    /// The drift columns between the first and the last space (the dataset-level ones).
+    DriftJaccard,
+    DriftMovement,
+    DriftRankChange,
     NnDistance,
     LabelQuality,
     Label,
@@ -15,8 +19,13 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 7] = [
+    /// The order `s` cycles through: the drift columns right after the outlier score, so "what did
+    /// fine-tuning move most" is one key away and "least" one more.
+    pub const ALL: [SortKey; 10] = [
         SortKey::Outlier,
+        SortKey::DriftJaccard,
+        SortKey::DriftMovement,
+        SortKey::DriftRankChange,
         SortKey::NnDistance,
         SortKey::LabelQuality,
         SortKey::Label,
@@ -28,6 +37,9 @@ impl SortKey {
     pub fn name(self) -> &'static str {
         match self {
             SortKey::Outlier => "outlier score",
+            SortKey::DriftJaccard => "drift jaccard",
+            SortKey::DriftMovement => "drift movement",
+            SortKey::DriftRankChange => "drift rank change",
             SortKey::NnDistance => "nn distance",
             SortKey::LabelQuality => "label quality",
             SortKey::Label => "label",
@@ -35,6 +47,16 @@ impl SortKey {
             SortKey::Id => "id",
             SortKey::Tag => "tag",
         }
+    }
+
+    /// Whether the sort starts descending: each drift key starts with what moved most (fewest shared
+    /// neighbours, farthest moved, most fallen outlier rank).
+    pub fn starts_descending(self) -> bool {
+        self == SortKey::DriftMovement
+    }
+
+    pub fn is_drift(self) -> bool {
+        matches!(self, SortKey::DriftJaccard | SortKey::DriftMovement | SortKey::DriftRankChange)
     }
 }
 

@@ -4,6 +4,18 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::Block;
 
+/// Which panels the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arrangement {
+    /// Table, inspector and the current space's scatter.
+    #[default]
+    Main,
+    /// Table over the scatters of the first two spaces.
+    SideBySide,
+    /// Table beside the current checkpoint's scatter over the loss curve.
+    Drift,
+}
+
 /// Where each panel goes for a terminal of a given size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Areas {
@@ -11,21 +23,33 @@ pub struct Areas {
     pub inspector: Rect,
     /// One or two scatter panels (the second is empty unless side by side).
     pub scatter: [Rect; 2],
+    /// The loss curve (drift view only).
+    pub loss: Rect,
     pub status: Rect,
     pub hints: Rect,
 }
 
-pub fn areas(area: Rect, side_by_side: bool) -> Areas {
+pub fn areas(area: Rect, arrangement: Arrangement) -> Areas {
     let [body, status, hints] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(1), Constraint::Length(1)]).areas(area);
-    if side_by_side {
-        let [table, plots] = Layout::vertical([Constraint::Percentage(40), Constraint::Min(4)]).areas(body);
-        let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(plots);
-        return Areas { table, inspector: Rect::default(), scatter: [a, b], status, hints };
+    match arrangement {
+        Arrangement::SideBySide => {
+            let [table, plots] = Layout::vertical([Constraint::Percentage(40), Constraint::Min(4)]).areas(body);
+            let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(plots);
+            Areas { table, scatter: [a, b], status, hints, ..Areas::default() }
+        }
+        Arrangement::Drift => {
+            let [table, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Min(20)]).areas(body);
+            let chart = (body.height * 3 / 10).clamp(7, 12);
+            let [plot, loss] = Layout::vertical([Constraint::Min(4), Constraint::Length(chart)]).areas(right);
+            Areas { table, scatter: [plot, Rect::default()], loss, status, hints, ..Areas::default() }
+        }
+        Arrangement::Main => {
+            let [table, right] = Layout::horizontal([Constraint::Percentage(52), Constraint::Min(20)]).areas(body);
+            let [inspector, plot] = Layout::vertical([Constraint::Percentage(50), Constraint::Min(4)]).areas(right);
+            Areas { table, inspector, scatter: [plot, Rect::default()], status, hints, ..Areas::default() }
+        }
     }
-    let [table, right] = Layout::horizontal([Constraint::Percentage(52), Constraint::Min(20)]).areas(body);
-    let [inspector, plot] = Layout::vertical([Constraint::Percentage(50), Constraint::Min(4)]).areas(right);
-    Areas { table, inspector, scatter: [plot, Rect::default()], status, hints }
 }
 
 /// Rows of the table that fit on screen (borders and header excluded).

@@ -2,7 +2,8 @@
 //!
 //! One `App` holds all state; keys become `Action`s, `App::update` applies them, and `impl Widget for &App`
 //! draws without changing anything. Terminal input, ticks and image worker results arrive on one channel,
-//! and the loop below draws only when handling them changed the screen.
+//! and the loop below draws only when handling them changed the screen. While the drift view plays, the
+//! loop also times the animation's frames (`Event::Frame`).
 //!
 //! The modules import one way, each only from the layers above its own (`tests/layers.rs` checks it):
 //!
@@ -14,7 +15,8 @@
 //! 4. `event`: what arrives on the channel.
 //! 5. `state/`: one part per panel with private fields, never importing each other: `list` (filter, sort,
 //!    cursor, scroll), `triage` (tag writes, undo, marks), `inspector` (the selected item, its neighbours,
-//!    their pictures), `scatter` (zoom, pan, rasters, pixel plots).
+//!    their pictures), `scatter` (zoom, pan, rasters, pixel plots), `drift` (the checkpoint shown of a
+//!    fine-tuning series, its animation, the loss curve, the selected item's trajectory).
 //! 6. `app`: `App` owns the parts and routes events and actions to them; it does not know the widgets.
 //! 7. `widgets/`: drawing only, reading the parts.
 
@@ -36,7 +38,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use torchlight_store::{Store, StoreError};
 
@@ -114,6 +116,8 @@ fn ui_loop(
     event::spawn_terminal_reader(tx, Duration::from_millis(1000));
     let mut shown: Option<u32> = None;
     let mut changed = true;
+    // When the next animation frame is due, while the drift view plays.
+    let mut next_frame: Option<Instant> = None;
     loop {
         if changed {
             // Pixel images live outside the cell grid: when the selection changes, repaint everything so
@@ -125,7 +129,23 @@ fn ui_loop(
             }
             terminal.draw(|f| f.render_widget(&*app, f.area()))?;
         }
-        let Ok(ev) = rx.recv() else { return Ok(()) };
+        let every = app.frame_interval();
+        let due = every.map(|every| *next_frame.get_or_insert_with(|| Instant::now() + every));
+        if every.is_none() {
+            next_frame = None;
+        }
+        let ev = match due {
+            None => rx.recv().map_err(|_| ()),
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(ev) => Ok(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => Ok(event::Event::Frame),
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+            },
+        };
+        let Ok(ev) = ev else { return Ok(()) };
+        if matches!(ev, event::Event::Frame) {
+            next_frame = None;
+        }
         changed = app.handle(ev);
         // Apply everything already waiting (a held key) before drawing once.
         while let Ok(ev) = rx.try_recv() {
@@ -133,6 +153,11 @@ fn ui_loop(
             if app.should_quit() {
                 break;
             }
+        }
+        // A steady stream of other events must not hold the animation up.
+        if next_frame.is_some_and(|due| Instant::now() >= due) {
+            next_frame = None;
+            changed |= app.handle(event::Event::Frame);
         }
         if app.should_quit() {
             return Ok(());

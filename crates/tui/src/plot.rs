@@ -17,11 +17,14 @@ pub struct ScatterView {
     /// Pan, as fractions of the projection's extent.
     pub pan: (f32, f32),
     pub side_by_side: bool,
+    /// Bounds (x0, y0, x1, y1) to frame instead of the space's own: the drift view frames every step of
+    /// a series alike, so that points move while the axes stand still.
+    pub frame: Option<[f32; 4]>,
 }
 
 impl Default for ScatterView {
     fn default() -> Self {
-        ScatterView { zoom: 1.0, pan: (0.0, 0.0), side_by_side: false }
+        ScatterView { zoom: 1.0, pan: (0.0, 0.0), side_by_side: false, frame: None }
     }
 }
 
@@ -56,7 +59,8 @@ const DOTS: [[u8; 2]; 4] = [[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x8
 const MARKED_OUTLIERS: usize = 30;
 
 fn window(data: &Data, space: usize, view: &ScatterView) -> Window {
-    let b = data.spaces.get(space).map_or([0.0, 0.0, 1.0, 1.0], |s| s.bounds);
+    let own = data.spaces.get(space).map_or([0.0, 0.0, 1.0, 1.0], |s| s.bounds);
+    let b = view.frame.unwrap_or(own);
     let (w, h) = ((b[2] - b[0]).max(1e-6) * 1.04, (b[3] - b[1]).max(1e-6) * 1.04);
     let cx = (b[0] + b[2]) / 2.0 + view.pan.0 * w;
     let cy = (b[1] + b[3]) / 2.0 + view.pan.1 * h;
@@ -72,6 +76,43 @@ fn dot(win: &Window, w: u16, h: u16, x: f32, y: f32) -> Option<(usize, usize)> {
         return None;
     }
     Some(((fx * 2.0 * w as f32) as usize, (fy * 4.0 * h as f32) as usize))
+}
+
+/// One cell of a braille path: its position and dot bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathCell {
+    pub x: u16,
+    pub y: u16,
+    pub bits: u8,
+}
+
+/// The braille cells of a polyline through `points` (projection coordinates) on a raster: straight
+/// segments between consecutive points, in dots, clipped to the raster. Non-finite points break the line.
+pub fn path(r: &Raster, points: &[(f32, f32)]) -> Vec<PathCell> {
+    let win = &r.window;
+    let (dw, dh) = (2.0 * f32::from(r.w), 4.0 * f32::from(r.h));
+    let to_dots = |(x, y): (f32, f32)| ((x - win.x0) / (win.x1 - win.x0) * dw, (win.y1 - y) / (win.y1 - win.y0) * dh);
+    let mut cells: std::collections::BTreeMap<(u16, u16), u8> = std::collections::BTreeMap::new();
+    let mut put = |dx: f32, dy: f32| {
+        if dx >= 0.0 && dy >= 0.0 && dx < dw && dy < dh {
+            let (dx, dy) = (dx as usize, dy as usize);
+            *cells.entry(((dy / 4) as u16, (dx / 2) as u16)).or_insert(0) |= DOTS[dy % 4][dx % 2];
+        }
+    };
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if !(a.0.is_finite() && a.1.is_finite() && b.0.is_finite() && b.1.is_finite()) {
+            continue;
+        }
+        let ((ax, ay), (bx, by)) = (to_dots(a), to_dots(b));
+        // Long jumps far outside the window would only cost time: at most one step per dot of the raster.
+        let steps = (bx - ax).abs().max((by - ay).abs()).ceil().min(dw + dh) as usize;
+        for i in 0..=steps.max(1) {
+            let t = i as f32 / steps.max(1) as f32;
+            put(ax + t * (bx - ax), ay + t * (by - ay));
+        }
+    }
+    cells.into_iter().map(|((y, x), bits)| PathCell { x, y, bits }).collect()
 }
 
 /// The cell of a point, if inside the raster's window.
@@ -141,6 +182,8 @@ pub struct PlotJob {
     /// The selected item and its neighbours (drawn only in the current space's panel).
     pub selected: Option<u32>,
     pub neighbours: Vec<u32>,
+    /// The selected item's positions across a series' steps (drift view), joined by a line.
+    pub trail: Vec<(f32, f32)>,
     pub theme: Theme,
 }
 
@@ -161,8 +204,8 @@ fn rgb(c: Color) -> [u8; 3] {
 }
 
 /// Draws the shown points of a projection into an RGB image: one pixel per point (2 x 2 when few enough to
-/// be lost otherwise) in its label's colour, marked outliers as red crosses, the neighbours as cyan squares
-/// and the selected item as a white diamond.
+/// be lost otherwise) in its label's colour, marked outliers as red crosses, the neighbours as cyan squares,
+/// the selected item's trail across a series as a yellow line and the selected item as a white diamond.
 pub fn plot_pixels(job: &PlotJob) -> image::RgbImage {
     let (w, h) = job.px;
     let mut img = image::RgbImage::new(w.max(1), h.max(1));
@@ -206,6 +249,22 @@ pub fn plot_pixels(job: &PlotJob) -> image::RgbImage {
         for d in -4..=4 {
             for (a, b) in [(d, -4), (d, 4), (-4, d), (4, d), (d, -5), (d, 5), (-5, d), (5, d)] {
                 put(x + a, y + b, cyan);
+            }
+        }
+    }
+    let yellow = if job.theme.color { [255, 220, 90] } else { [255, 255, 255] };
+    let to_px = |(x, y): (f32, f32)| ((x - win.x0) * sx, (win.y1 - y) * sy);
+    for pair in job.trail.windows(2) {
+        let ((ax, ay), (bx, by)) = (to_px(pair[0]), to_px(pair[1]));
+        if !(ax.is_finite() && ay.is_finite() && bx.is_finite() && by.is_finite()) {
+            continue;
+        }
+        let steps = (bx - ax).abs().max((by - ay).abs()).ceil().min((w + h) as f32) as i64;
+        for i in 0..=steps.max(1) {
+            let t = i as f32 / steps.max(1) as f32;
+            let (x, y) = ((ax + t * (bx - ax)) as i64, (ay + t * (by - ay)) as i64);
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1)] {
+                put(x + dx, y + dy, yellow);
             }
         }
     }

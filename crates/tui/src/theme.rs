@@ -89,6 +89,16 @@ impl Theme {
         self.fg(Color::White).add_modifier(Modifier::BOLD)
     }
 
+    /// The training loss curve.
+    pub fn loss(&self) -> Style {
+        self.fg(Color::LightBlue)
+    }
+
+    /// The selected item's trajectory across a series' checkpoints, and the checkpoint on the loss curve.
+    pub fn trail(&self) -> Style {
+        self.fg(Color::Yellow).add_modifier(Modifier::BOLD)
+    }
+
     pub fn neighbour(&self) -> Style {
         self.fg(Color::LightCyan).add_modifier(Modifier::BOLD)
     }

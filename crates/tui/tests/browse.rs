@@ -588,6 +588,7 @@ fn plot_pixels_draws_points_in_label_colours_and_marks_the_selection() {
         outliers: Vec::new(),
         selected: Some(2),
         neighbours: Vec::new(),
+        trail: Vec::new(),
         theme,
     };
     let img = plot_pixels(&job);

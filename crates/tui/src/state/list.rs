@@ -110,7 +110,7 @@ impl ListView {
         if let Some(k) = (1..=n).map(|i| SortKey::ALL[(at + i) % n]).find(|&k| has_sort_column(data, space, k)) {
             self.sort = k;
         }
-        self.desc = false;
+        self.desc = self.sort.starts_descending();
     }
 
     pub fn reverse(&mut self) {
@@ -265,6 +265,9 @@ impl ListView {
             |get: fn(&data::SpaceData) -> Option<&Vec<f32>>| sp.and_then(get).or_else(|| d.spaces.iter().find_map(get));
         match self.sort {
             SortKey::Outlier => floats(sp.and_then(|s| s.outlier.as_ref())),
+            SortKey::DriftJaccard => floats(d.drift.knn_jaccard.as_ref()),
+            SortKey::DriftMovement => floats(d.drift.movement.as_ref()),
+            SortKey::DriftRankChange => floats(d.drift.rank_change.as_ref()),
             SortKey::NnDistance => floats(sp.and_then(|s| s.nn_distance.as_ref())),
             SortKey::LabelQuality => floats(any(|s| s.label_quality.as_ref())),
             SortKey::Label => d.label.to_vec(),
@@ -293,6 +296,9 @@ fn has_sort_column(data: &Data, space: usize, key: SortKey) -> bool {
     match key {
         SortKey::Outlier => sp.is_some_and(|s| s.outlier.is_some()),
         SortKey::NnDistance => sp.is_some_and(|s| s.nn_distance.is_some()),
+        SortKey::DriftJaccard => data.drift.knn_jaccard.is_some(),
+        SortKey::DriftMovement => data.drift.movement.is_some(),
+        SortKey::DriftRankChange => data.drift.rank_change.is_some(),
         SortKey::LabelQuality => data.spaces.iter().any(|s| s.label_quality.is_some()),
         SortKey::Pred => data.spaces.iter().any(|s| s.pred.is_some()),
         SortKey::Label | SortKey::Id | SortKey::Tag => true,

@@ -13,8 +13,8 @@ use crate::plot::{self, PlotJob, PlotKey, Raster, ScatterView};
 use crate::preview::{Picture, PictureError, Plotted, Plotter};
 use crate::theme::Theme;
 
-/// What the rasters depend on: space, shown set, plot size, zoom and pan bits, side by side.
-type RasterKey = (usize, u64, (u16, u16), [u32; 4], bool);
+/// What the rasters depend on: space, shown set, plot size, zoom, pan and frame bits, side by side.
+type RasterKey = (usize, u64, (u16, u16), [u32; 8], bool);
 
 pub struct Scatter {
     view: ScatterView,
@@ -66,6 +66,15 @@ impl Scatter {
         self.view.side_by_side = !self.view.side_by_side;
     }
 
+    pub fn set_side_by_side(&mut self, on: bool) {
+        self.view.side_by_side = on;
+    }
+
+    /// Frames these bounds instead of each space's own (None: the space's own).
+    pub fn set_frame(&mut self, frame: Option<[f32; 4]>) {
+        self.view.frame = frame;
+    }
+
     pub fn zoom_in(&mut self) {
         self.view.zoom = (self.view.zoom * 1.5).min(200.0);
     }
@@ -82,7 +91,8 @@ impl Scatter {
 
     /// Back to the whole projection (side by side stays as it is).
     pub fn reset(&mut self) {
-        self.view = ScatterView { side_by_side: self.view.side_by_side, ..ScatterView::default() };
+        let ScatterView { side_by_side, frame, .. } = self.view;
+        self.view = ScatterView { side_by_side, frame, ..ScatterView::default() };
     }
 
     /// Rebuilds the rasters for the scatter `panels` if the space, the shown set (`shown_generation`
@@ -91,7 +101,17 @@ impl Scatter {
         let panels: Vec<Rect> = panels.into_iter().filter(|r| r.width > 2 && r.height > 2).collect();
         let inner = panels.first().map_or((0, 0), |r| (r.width - 2, r.height - 2));
         let v = &self.view;
-        let pz = [v.zoom.to_bits(), v.pan.0.to_bits(), v.pan.1.to_bits(), 0];
+        let f = v.frame.unwrap_or([f32::NAN; 4]).map(f32::to_bits);
+        let pz = [
+            v.zoom.to_bits(),
+            v.pan.0.to_bits(),
+            v.pan.1.to_bits(),
+            u32::from(v.frame.is_some()),
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+        ];
         let key = (space, shown_generation, inner, pz, v.side_by_side);
         if self.key == Some(key) {
             return;
@@ -110,7 +130,9 @@ impl Scatter {
     }
 
     /// On pixel terminals, asks the plot worker for the panels of the current rasters and selection (once
-    /// per change: the worker keeps only the newest request). `neighbours` are the selected item's.
+    /// per change: the worker keeps only the newest request). `neighbours` are the selected item's, `trail`
+    /// its positions across a series (empty outside the drift view); both follow the selection and the space.
+    #[allow(clippy::too_many_arguments)]
     pub fn request_plots(
         &mut self,
         data: &Data,
@@ -118,6 +140,7 @@ impl Scatter {
         shown: &Arc<Vec<u32>>,
         selected: Option<u32>,
         neighbours: &[(u32, f32)],
+        trail: &[(f32, f32)],
         theme: Theme,
     ) {
         let Some(plotter) = &self.plotter else { return };
@@ -147,6 +170,7 @@ impl Scatter {
                     outliers: r.outlier_ids.clone(),
                     selected: if current { selected } else { None },
                     neighbours: if current { neighbours.iter().map(|n| n.0).collect() } else { Vec::new() },
+                    trail: if current { trail.to_vec() } else { Vec::new() },
                     theme,
                 })
             })

@@ -66,6 +66,21 @@ impl InspectorPanel<'_> {
             l3.push(Span::raw(format!("  lq {q:.2}")));
         }
         lines.push(Line::from(l3));
+        if let [j, m, r] = d.drift.of(id)
+            && (j.is_some() || m.is_some() || r.is_some())
+        {
+            let mut l = vec![Span::styled("drift ", t.dim())];
+            if let Some(j) = j {
+                l.push(Span::raw(format!("jaccard {j:.2}  ")));
+            }
+            if let Some(m) = m {
+                l.push(Span::raw(format!("moved {m:.2}  ")));
+            }
+            if let Some(r) = r {
+                l.push(Span::raw(format!("rank {r:+.0}")));
+            }
+            lines.push(Line::from(l));
+        }
         let mut flags = Vec::new();
         if d.near_duplicate(space, id) {
             let text = match d.duplicate_group(space, id) {

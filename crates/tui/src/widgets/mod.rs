@@ -1,6 +1,7 @@
 //! Drawing only: `impl Widget for &App` places the panels and hands each one the parts of the state it
 //! reads. Every widget here borrows state and changes none of it.
 
+mod drift;
 mod help;
 mod inspector;
 mod scatter;
@@ -12,14 +13,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 use crate::app::App;
-use crate::layout;
+use crate::layout::{self, Arrangement};
 use crate::mode::Mode;
 use crate::theme::Theme;
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let side_by_side = self.scatter().view().side_by_side;
-        let areas = layout::areas(area, side_by_side);
+        let arrangement = self.arrangement();
+        let areas = layout::areas(area, arrangement);
         let (data, theme, space) = (self.data(), self.theme(), self.space());
         if data.items == 0 {
             let rest = areas.table.union(areas.inspector).union(areas.scatter[0]);
@@ -28,20 +29,27 @@ impl Widget for &App {
             let list = self.list();
             table::Table { list, data, marks: self.triage().marks(), space, theme }.render(areas.table, buf);
             let inspector = self.inspector();
-            if !side_by_side {
+            if arrangement == Arrangement::Main {
                 let space_name = self.space_name();
                 inspector::InspectorPanel { inspector, data, space, space_name, theme }.render(areas.inspector, buf);
             }
             let scatter = self.scatter();
+            let drift = Some(self.drift()).filter(|d| d.is_on());
             for (raster, panel) in scatter.rasters().iter().zip(areas.scatter) {
                 let selected = inspector.current();
-                scatter::ScatterPanel { scatter, raster, data, space, selected, theme }.render(panel, buf);
+                scatter::ScatterPanel { scatter, raster, data, space, selected, drift, theme }.render(panel, buf);
+            }
+            if let Some(drift) = drift {
+                let selected = self.selected();
+                drift::LossChart { drift, data, space, selected, theme }.render(areas.loss, buf);
             }
         }
         let marked = self.triage().marks().len();
         let (store_label, space_name) = (self.store_label(), self.space_name());
         status::Status { store_label, space_name, list: self.list(), data, marked, theme }.render(areas.status, buf);
-        status::Hints { message: self.message(), theme }.render(areas.hints, buf);
+        let drift = self.drift();
+        let drift = status::DriftHint { available: drift.available(), on: drift.is_on(), playing: drift.is_playing() };
+        status::Hints { message: self.message(), drift, theme }.render(areas.hints, buf);
         let selected = self.selected();
         match self.mode() {
             Mode::Normal => {}

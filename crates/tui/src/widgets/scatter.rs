@@ -1,5 +1,6 @@
 //! A scatter panel: the pixel scatter when one of the current raster has arrived, else the braille
-//! raster with the marked outliers, the selected item and its neighbours on top; a legend under it.
+//! raster with the marked outliers, the selected item and its neighbours on top; a legend under it. In the
+//! drift view the title names the checkpoint and the selected item's trajectory is drawn across it.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -11,8 +12,8 @@ use crate::data::Data;
 use crate::layout::plot_area;
 use crate::plot::{Raster, cell};
 use crate::preview::PictureView;
-use crate::state::Scatter;
 use crate::state::inspector::Inspect;
+use crate::state::{DriftView, Scatter};
 use crate::theme::Theme;
 
 pub struct ScatterPanel<'a> {
@@ -22,6 +23,8 @@ pub struct ScatterPanel<'a> {
     /// The current space: its panel is framed when side by side and marks the neighbours.
     pub space: usize,
     pub selected: Option<&'a Inspect>,
+    /// The drift view, when it is on.
+    pub drift: Option<&'a DriftView>,
     pub theme: &'a Theme,
 }
 
@@ -32,7 +35,17 @@ impl Widget for ScatterPanel<'_> {
         let name = sp.map_or("-", |s| s.name.as_str());
         let zoom = if view.zoom > 1.0 { format!(" ×{:.1}", view.zoom) } else { String::new() };
         let focus = r.space == self.space;
-        let title = format!(" {} · {name}{zoom} ", if r.projection.is_empty() { "projection" } else { r.projection });
+        let projection = if r.projection.is_empty() { "projection" } else { r.projection };
+        let title = match self.drift {
+            Some(d) => {
+                let (at, n) = d.position();
+                let loss = d.loss().map_or("-".to_string(), |l| format!("{l:.3}"));
+                let play = if d.is_playing() { "▶ " } else { "" };
+                let step = d.step().unwrap_or(0);
+                format!(" {play}step {step} · {name} · loss {loss} · {}/{n} {projection}{zoom} ", at + 1)
+            }
+            None => format!(" {projection} · {name}{zoom} "),
+        };
         let block = Block::bordered()
             .border_style(if focus && view.side_by_side { t.focus_border() } else { t.border() })
             .title(title)
@@ -70,6 +83,12 @@ impl ScatterPanel<'_> {
                 buf[(plot.x + x, plot.y + y)].set_char('×').set_style(t.outlier());
             }
         }
+        if let Some(d) = self.drift {
+            for c in d.path().iter().filter(|c| c.x < plot.width && c.y < plot.height) {
+                let ch = char::from_u32(0x2800 + u32::from(c.bits)).unwrap_or('?');
+                buf[(plot.x + c.x, plot.y + c.y)].set_char(ch).set_style(t.trail());
+            }
+        }
         let proj = self.data.spaces.get(r.space).and_then(|s| s.projection.as_ref());
         let (Some(inspect), Some((_, proj))) = (self.selected, proj) else { return };
         let mut put = |id: u32, ch: char, style: Style| {
@@ -82,7 +101,7 @@ impl ScatterPanel<'_> {
                 buf[(plot.x + x, plot.y + y)].set_char(ch).set_style(style);
             }
         };
-        // The selected item last, on top of its neighbours.
+        // The selected item last, on top of its neighbours and its trajectory.
         if r.space == self.space {
             for &(n, _) in &inspect.neighbours {
                 put(n, '●', t.neighbour());

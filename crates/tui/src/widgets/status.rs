@@ -154,7 +154,17 @@ impl Widget for Status<'_> {
 pub struct Hints<'a> {
     /// Shown instead of the hints when set.
     pub message: Option<&'a str>,
+    pub drift: DriftHint,
     pub theme: &'a Theme,
+}
+
+/// What the hints say about the drift view.
+#[derive(Clone, Copy)]
+pub struct DriftHint {
+    /// The store has a checkpoint series.
+    pub available: bool,
+    pub on: bool,
+    pub playing: bool,
 }
 
 impl Widget for Hints<'_> {
@@ -164,6 +174,13 @@ impl Widget for Hints<'_> {
             Line::from(Span::styled(format!(" {m}"), t.message())).render(area, buf);
             return;
         }
+        let drift: &[(&str, &str)] = match self.drift {
+            DriftHint { on: true, playing, .. } => {
+                &[("[ ]", "step"), ("P", if playing { "stop" } else { "play" }), ("F", "close drift"), ("?", "help")]
+            }
+            DriftHint { available: true, .. } => &[("F", "drift")],
+            _ => &[],
+        };
         let keys = [
             ("?", "help"),
             ("q", "quit"),
@@ -177,7 +194,9 @@ impl Widget for Hints<'_> {
             ("v", "both"),
         ];
         let mut spans = vec![Span::raw(" ")];
-        for (k, what) in keys {
+        // In the drift view its keys come first; a store with a series names the view's key first.
+        let rest = if self.drift.on { &keys[1..] } else { &keys[..] };
+        for &(k, what) in drift.iter().chain(rest) {
             spans.push(Span::styled(k, t.key()));
             spans.push(Span::raw(format!(" {what}  ")));
         }

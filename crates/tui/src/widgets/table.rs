@@ -31,6 +31,8 @@ enum Col {
     Outlier,
     Nn,
     Quality,
+    /// The drift column the list is sorted by.
+    Drift(SortKey),
     Flags,
     Tag,
     Source,
@@ -46,6 +48,9 @@ impl Col {
             Col::Outlier => "outlier",
             Col::Nn => "nn dist",
             Col::Quality => "lq",
+            Col::Drift(SortKey::DriftJaccard) => "jaccard",
+            Col::Drift(SortKey::DriftMovement) => "moved",
+            Col::Drift(_) => "rank Δ",
             Col::Flags => "flag",
             Col::Tag => "tag",
             Col::Source => "source",
@@ -57,7 +62,7 @@ impl Col {
             Col::Mark => Constraint::Length(1),
             Col::Id => Constraint::Length(7),
             Col::Label | Col::Pred => Constraint::Length(10),
-            Col::Outlier | Col::Nn => Constraint::Length(8),
+            Col::Outlier | Col::Nn | Col::Drift(_) => Constraint::Length(8),
             Col::Quality => Constraint::Length(5),
             Col::Flags => Constraint::Length(4),
             Col::Tag => Constraint::Length(5),
@@ -74,21 +79,29 @@ impl Col {
             Col::Nn => Some(SortKey::NnDistance),
             Col::Quality => Some(SortKey::LabelQuality),
             Col::Tag => Some(SortKey::Tag),
+            Col::Drift(k) => Some(k),
             _ => None,
         }
     }
 }
 
-/// Which columns fit: the narrowest layout still shows the sorted column.
+/// Which columns fit: the narrowest layout still shows the sorted column. A drift sort shows its column
+/// in the place of the nearest-neighbour distance, or of the label quality.
 fn columns(width: u16, sort: SortKey) -> Vec<Col> {
     use Col::*;
     if width >= 90 {
-        return vec![Mark, Id, Label, Pred, Outlier, Nn, Quality, Flags, Tag, Source];
+        let mut c = vec![Mark, Id, Label, Pred, Outlier, Nn, Quality, Flags, Tag, Source];
+        if sort.is_drift() {
+            c[5] = Drift(sort);
+        }
+        return c;
     }
     if width >= 58 {
         let mut c = vec![Mark, Id, Label, Pred, Outlier, Quality, Flags, Tag, Source];
         if sort == SortKey::NnDistance {
             c[5] = Nn;
+        } else if sort.is_drift() {
+            c[5] = Drift(sort);
         }
         return c;
     }
@@ -96,6 +109,7 @@ fn columns(width: u16, sort: SortKey) -> Vec<Col> {
         SortKey::NnDistance => Nn,
         SortKey::LabelQuality => Quality,
         SortKey::Pred => Pred,
+        k if k.is_drift() => Drift(k),
         _ => Outlier,
     };
     vec![Mark, Id, Label, score, Flags, Tag, Source]
@@ -183,6 +197,19 @@ impl Table<'_> {
                 Some(q) => format!("{q:.2}"),
                 None => "-".into(),
             }),
+            Col::Drift(k) => {
+                let column = match k {
+                    SortKey::DriftJaccard => &d.drift.knn_jaccard,
+                    SortKey::DriftMovement => &d.drift.movement,
+                    _ => &d.drift.rank_change,
+                };
+                let v = column.as_ref().map(|c| c[idx]);
+                Cell::from(if k == SortKey::DriftRankChange {
+                    v.map_or("-".into(), |v| format!("{v:+.0}"))
+                } else {
+                    num(v)
+                })
+            }
             Col::Flags => {
                 let mut spans = Vec::new();
                 if d.near_duplicate(space, id) {
