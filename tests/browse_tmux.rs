@@ -1,7 +1,8 @@
 //! End to end in a real terminal: the release binary inside a headless tmux, driven by send-keys. Sorts by
 //! outlier score, tags the top item, quits, and finds the tag in the store; on real digits (the demo's MNIST
-//! images, ingested and analysed by the CLI) it also finds the tag in the export.
-//! Skipped with a notice when tmux is not installed.
+//! images, ingested and analysed by the CLI) it also finds the tag in the export. On a fine-tuning series it
+//! opens the drift view, scrubs, plays to the last checkpoint and quits.
+//! Skipped with a notice when tmux is not installed (a failure under CI=true).
 
 use std::path::Path;
 use std::process::Command;
@@ -142,4 +143,35 @@ fn tmux_real_digits_ingest_browse_tag_and_export() {
     assert_eq!(tagged.len(), 1, "one tagged row");
     assert_eq!(tagged[0]["id"], serde_json::json!(top));
     assert_eq!(tagged[0]["tag"], serde_json::json!("outlier"));
+}
+
+#[test]
+fn tmux_drift_view_scrubs_plays_to_the_end_and_quits() {
+    if !tmux_available("tmux_drift_view_scrubs_plays_to_the_end_and_quits") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let (store, series) = synth::series_store(&store_dir, 300, 5).unwrap();
+    drop(store);
+    let last = series.steps.last().unwrap().clone();
+
+    let tmux = Tmux { socket: format!("torchlight-drift-test-{}", std::process::id()) };
+    start_browse(&tmux, &store_dir);
+    let screen = tmux.wait_for("items 300/300");
+    assert!(screen.contains("F drift"), "a store with a series names the drift view's key:\n{screen}");
+
+    tmux.keys(&["F"]);
+    let screen = tmux.wait_for("step 0 · foundation");
+    assert!(screen.contains("training loss"), "{screen}");
+    tmux.keys(&["]", "]"]);
+    tmux.wait_for("step 20 · step-20 · loss");
+    tmux.keys(&["["]);
+    tmux.wait_for("step 10 · step-10 · loss");
+    // Play from step 10: the animation reaches the last checkpoint by itself and stops there.
+    tmux.keys(&["P"]);
+    let screen = tmux.wait_for(&format!("step {} · {} · loss", last.1, last.0));
+    assert!(screen.contains("P play"), "stopped at the end:\n{screen}");
+    assert!(!screen.contains("▶"), "{screen}");
+    quit(&tmux);
 }
