@@ -1,7 +1,8 @@
 //! End to end in a real terminal: the release binary inside a headless tmux, driven by send-keys. Sorts by
 //! outlier score, tags the top item, quits, and finds the tag in the store; on real digits (the demo's MNIST
-//! images, ingested and analysed by the CLI) it also finds the tag in the export.
-//! Skipped with a notice when tmux is not installed.
+//! images, ingested and analysed by the CLI) it also finds the tag in the export. On a fine-tuning series it
+//! opens the drift view, scrubs, plays to the last checkpoint and quits.
+//! Skipped with a notice when tmux is not installed (a failure under CI=true).
 
 use std::path::Path;
 use std::process::Command;
@@ -142,4 +143,48 @@ fn tmux_real_digits_ingest_browse_tag_and_export() {
     assert_eq!(tagged.len(), 1, "one tagged row");
     assert_eq!(tagged[0]["id"], serde_json::json!(top));
     assert_eq!(tagged[0]["tag"], serde_json::json!("outlier"));
+}
+
+/// Waits until the screen shows every one of `texts`. A frame reaches tmux top to bottom and a capture can
+/// fall half-way through one, so a check of a title and of the hint line under it waits for both.
+fn wait_for_all(tmux: &Tmux, texts: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = tmux.capture();
+        if texts.iter().all(|t| screen.contains(t)) {
+            return screen;
+        }
+        assert!(Instant::now() < deadline, "{texts:?} never all appeared; screen:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tmux_drift_view_scrubs_plays_to_the_end_and_quits() {
+    if !tmux_available("tmux_drift_view_scrubs_plays_to_the_end_and_quits") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let (store, series) = synth::series_store(&store_dir, 300, 5).unwrap();
+    drop(store);
+    let (last_space, last_step) = series.steps.last().unwrap().clone();
+
+    let tmux = Tmux { socket: format!("torchlight-drift-test-{}", std::process::id()) };
+    start_browse(&tmux, &store_dir);
+    // A store with a series names the drift view's key.
+    wait_for_all(&tmux, &["items 300/300", "F drift"]);
+
+    tmux.keys(&["F"]);
+    wait_for_all(&tmux, &["step 0 · foundation", "training loss", "F close drift"]);
+    tmux.keys(&["]", "]"]);
+    tmux.wait_for("step 20 · step-20 · loss");
+    tmux.keys(&["["]);
+    tmux.wait_for("step 10 · step-10 · loss");
+    // Play from step 10: the animation reaches the last checkpoint by itself and stops there.
+    tmux.keys(&["P"]);
+    let last = format!("step {last_step} · {last_space} · loss");
+    let screen = wait_for_all(&tmux, &[&last, "P play"]);
+    assert!(!screen.contains("▶"), "stopped at the end:\n{screen}");
+    quit(&tmux);
 }

@@ -3,6 +3,9 @@
 //! probabilities, every analysis column, an arroy index). Tests and the 1M-item browse benchmark use it,
 //! so they need neither a model nor a download.
 //!
+//! `series_store` writes a fine-tuning run the same way: the foundation and its checkpoints as spaces in
+//! step order, drift columns between them and the `Series` record with a loss log (the browser's drift view).
+//!
 //! Geometry: class `c` is a Gaussian blob around a point on a circle; a fraction of items are uniform
 //! outliers, a fraction carry a wrong label (the point sits in its true class), and a fraction are near
 //! copies of the previous item. Neighbours are exact kNN in the 2-D layout, so every column agrees with

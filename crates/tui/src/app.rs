@@ -18,6 +18,7 @@ use crate::keys;
 use crate::layout::{self, Areas, Arrangement};
 use crate::mode::{InputPurpose, Mode, PickPurpose};
 use crate::preview::{Graphics, Plotter, Worker};
+use crate::state::scatter::Marks;
 use crate::state::{DriftView, Inspector, ListView, Scatter, Triage, drift};
 use crate::theme::Theme;
 
@@ -583,7 +584,8 @@ impl App {
         self.drift.trace(self.scatter.rasters().first());
         let neighbours = self.inspector.current().map_or(&[][..], |i| &i.neighbours[..]);
         let trail = if self.drift.is_on() { self.drift.trajectory() } else { &[][..] };
-        self.scatter.request_plots(&self.data, self.space, shown, selected, neighbours, trail, self.theme);
+        let marks = Marks { selected, neighbours, trail };
+        self.scatter.request_plots(&self.data, self.space, shown, marks, self.theme);
         // Each move reads a few records and column rows, and the kernel maps pages around every page it
         // faults in: without this, scrolling through a large store would keep adding map pages to the
         // resident set. The next frame refaults the few it needs.

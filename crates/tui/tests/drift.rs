@@ -263,6 +263,43 @@ fn plot_pixels_draws_the_trail() {
     assert_eq!(img.get_pixel(90, 30).0, [0, 0, 0], "a missing step breaks the line");
 }
 
+/// A sixel picker without a terminal to ask (the deprecated constructor is the only way to get one).
+#[allow(deprecated)]
+fn sixel() -> Graphics {
+    let mut picker = ratatui_image::picker::Picker::from_fontsize(ratatui_image::FontSize { width: 8, height: 16 });
+    picker.set_protocol_type(ratatui_image::picker::ProtocolType::Sixel);
+    Graphics::Images(picker)
+}
+
+#[test]
+fn pixel_terminals_get_each_step_as_a_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = make(dir.path());
+    let (tx, rx) = mpsc::channel();
+    let options = Options { store_label: "s".into(), space: None, theme: Theme { color: true }, size: (120, 40) };
+    let mut app = App::new(store, options, &sixel(), tx).unwrap();
+    app.resize(120, 40);
+    chars(&mut app, "ssgF]");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let current = |app: &App| app.scatter().picture(&app.scatter().rasters()[0]).is_some();
+    while !current(&app) {
+        let ev = rx.recv_timeout(deadline - std::time::Instant::now()).expect("a plot of the step from the worker");
+        app.handle(ev);
+    }
+    assert_eq!(app.scatter().rasters()[0].space, app.space(), "drawn for the step shown");
+    let plot = torchlight_tui::layout::plot_area(app.areas().scatter[0]);
+    let t = draw(&app);
+    let first = t.backend().buffer()[(plot.x, plot.y)].symbol().to_string();
+    assert!(first.contains("\x1bP"), "a sixel sequence at the plot's top-left");
+    // The next step is a new raster: its own picture follows.
+    key(&mut app, KeyCode::Char(']'));
+    assert!(!current(&app), "the previous step's picture is not shown for this one");
+    while !current(&app) {
+        let ev = rx.recv_timeout(deadline - std::time::Instant::now()).expect("a plot of the next step");
+        app.handle(ev);
+    }
+}
+
 mod snapshots {
     use super::*;
 

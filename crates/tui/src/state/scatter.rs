@@ -13,6 +13,16 @@ use crate::plot::{self, PlotJob, PlotKey, Raster, ScatterView};
 use crate::preview::{Picture, PictureError, Plotted, Plotter};
 use crate::theme::Theme;
 
+/// What a pixel scatter marks besides the points. The neighbours and the trail follow the selection and
+/// the space, so a plot drawn for a selection in a raster stays right for them.
+pub struct Marks<'a> {
+    pub selected: Option<u32>,
+    /// The selected item's neighbours (id, distance).
+    pub neighbours: &'a [(u32, f32)],
+    /// The selected item's positions across a series (empty outside the drift view).
+    pub trail: &'a [(f32, f32)],
+}
+
 /// What the rasters depend on: space, shown set, plot size, zoom, pan and frame bits, side by side.
 type RasterKey = (usize, u64, (u16, u16), [u32; 8], bool);
 
@@ -130,19 +140,9 @@ impl Scatter {
     }
 
     /// On pixel terminals, asks the plot worker for the panels of the current rasters and selection (once
-    /// per change: the worker keeps only the newest request). `neighbours` are the selected item's, `trail`
-    /// its positions across a series (empty outside the drift view); both follow the selection and the space.
-    #[allow(clippy::too_many_arguments)]
-    pub fn request_plots(
-        &mut self,
-        data: &Data,
-        space: usize,
-        shown: &Arc<Vec<u32>>,
-        selected: Option<u32>,
-        neighbours: &[(u32, f32)],
-        trail: &[(f32, f32)],
-        theme: Theme,
-    ) {
+    /// per change: the worker keeps only the newest request).
+    pub fn request_plots(&mut self, data: &Data, space: usize, shown: &Arc<Vec<u32>>, marks: Marks, theme: Theme) {
+        let Marks { selected, neighbours, trail } = marks;
         let Some(plotter) = &self.plotter else { return };
         let keys: Vec<PlotKey> =
             self.rasters.iter().map(|_| PlotKey { raster: self.generation, selection: selected }).collect();
