@@ -10,8 +10,9 @@
 #        libtorch has no stable ABI across versions.
 #
 # Steps: 1 `torchlight info` (CUDA seen?); 2 the article's pipeline (datasets imagefolder + AutoModel, map batch 24)
-# vs `torchlight ingest --device "$DEV"` on N MNIST digits through a vit-base-shaped ViT, images/s and ratio, and the
-# max |diff| of the embeddings; 3 fp16; 4 `torchlight demo --no-browse` on the GPU; 5 analysis of 70,000 x 768
+# vs `torchlight ingest --device "$DEV"` on N MNIST digits through a vit-base-shaped ViT, images/s and ratio, the
+# model's own images/s in the same run next to the whole process's, time per stage, and the max |diff| of the
+# embeddings; 3 fp16; 4 `torchlight demo --no-browse` on the GPU; 5 analysis of 70,000 x 768
 # embeddings on the GPU vs cleanlab's OutOfDistribution on the CPU cores.
 set -uo pipefail
 BIN=${1:?usage: $0 TORCHLIGHT_BINARY ...}
@@ -32,6 +33,12 @@ nproc
 echo "== 1 info"
 timeout 60 "$BIN" info
 
+# The model alone, timed by ingest itself in the same run (copies to and from the GPU included): the gap between
+# this and the whole process is what the pipeline costs.
+model_only() { # ingest stdout: "model only N images/s"
+  grep -o '([0-9.]* images/s in the model' "$1" | head -1 | sed 's/^(/model only: /' || echo "model only: ?"
+}
+
 echo "== 2 ingest: article pipeline vs torchlight, vit-base shape, $N digits"
 ASSETS=crates/engine/src/demo/assets
 "$PY" benches/idx_to_folder.py "$ASSETS/mnist-digits-images-idx3-ubyte.gz" "$ASSETS/mnist-digits-labels-idx1-ubyte.gz" "$W/images" "$N"
@@ -43,7 +50,9 @@ for bs in 24 128; do
     --no-analyze >"$W/tl$bs.out" 2>"$W/tl$bs.err" || { echo "torchlight ingest failed:"; tail -20 "$W/tl$bs.err"; }
   T1=$(date +%s.%N)
   echo "torchlight batch $bs: $N images $(echo "$T0 $T1" | awk '{printf "%.2f", $2 - $1}') s" \
-    "$(echo "$N $T0 $T1" | awk '{printf "%.1f", $1 / ($3 - $2)}') images/s (whole process, model load included)"
+    "$(echo "$N $T0 $T1" | awk '{printf "%.1f", $1 / ($3 - $2)}') images/s (whole process, model load included);" \
+    "$(model_only "$W/tl$bs.out")"
+  grep '^stages' "$W/tl$bs.out" || true
 done
 tail -4 "$W/tl24.err"
 timeout 60 "$BIN" export --store "$W/s24" --embeddings foundation -o "$W/tl.npy" >/dev/null &&
@@ -58,9 +67,11 @@ echo "== 3 fp16 and bf16"
 for p in fp16 bf16; do
   T0=$(date +%s.%N)
   timeout 200 "$BIN" ingest "$W/images" --foundation "$W/vit" --store "$W/s$p" --device "$DEV" --batch-size 128 \
-    --precision $p --no-analyze >/dev/null 2>"$W/$p.err" || { echo "$p failed:"; tail -5 "$W/$p.err"; }
+    --precision $p --no-analyze >"$W/$p.out" 2>"$W/$p.err" || { echo "$p failed:"; tail -5 "$W/$p.err"; }
   T1=$(date +%s.%N)
-  echo "torchlight $p batch 128: $(echo "$N $T0 $T1" | awk '{printf "%.1f", $1 / ($3 - $2)}') images/s"
+  echo "torchlight $p batch 128: $(echo "$N $T0 $T1" | awk '{printf "%.1f", $1 / ($3 - $2)}') images/s (whole process);" \
+    "$(model_only "$W/$p.out")"
+  grep '^stages' "$W/$p.out" || true
   timeout 60 "$BIN" export --store "$W/s$p" --embeddings foundation -o "$W/$p.npy" >/dev/null &&
   "$PY" -c "import numpy as np; a=np.load('$W/tl.npy'); b=np.load('$W/$p.npy'); c=(a*b).sum(1)/np.linalg.norm(a,axis=1)/np.linalg.norm(b,axis=1); print('$p vs fp32: min cosine', float(c.min()))"
 done

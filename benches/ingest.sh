@@ -31,12 +31,14 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/torchlight
+# TORCHLIGHT_BIN: another build to measure (e.g. the commit before a change), with its torchlight-engine beside it.
+BIN=${TORCHLIGHT_BIN:-${CARGO_TARGET_DIR:-target}/release/torchlight}
 
 # The same PNG files for both: an ImageFolder of the first N Fashion-MNIST training images.
 "$PYTHON" benches/idx_to_folder.py "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz" "$WORK/images" "$N"
 
 if [ -n "$TRIVIAL" ]; then
+  [ -x /usr/bin/time ] || { echo "--trivial needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
   echo "load before: $(uptime)"
   "$PYTHON" benches/ingest_ref.py "$WORK/images" "$WORK/model" 1 make-trivial
   for t in $THREADS; do
@@ -44,13 +46,15 @@ if [ -n "$TRIVIAL" ]; then
     PY_RATE=$(echo "$PY_LINE" | awk '{print $6}')
     rm -rf "$WORK/store"
     T0=$(date +%s.%N)
-    "$BIN" ingest "$WORK/images" --foundation "$WORK/model/trivial.pt" --store "$WORK/store" --device cpu \
-      --batch-size 24 --threads "$t" --no-analyze >"$WORK/tl.out" 2>"$WORK/tl.err"
+    # CPU time as well as wall time: on a loaded machine the CPU seconds per image stay comparable.
+    /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$BIN" ingest "$WORK/images" --foundation "$WORK/model/trivial.pt" \
+      --store "$WORK/store" --device cpu --batch-size 24 --threads "$t" --no-analyze >"$WORK/tl.out" 2>"$WORK/tl.err"
     T1=$(date +%s.%N)
     TL_RATE=$(echo "$N $T0 $T1" | awk '{printf "%.1f", $1 / ($3 - $2)}')
     echo "threads $t: article loop $PY_RATE images/s (loop only); torchlight $TL_RATE images/s (whole process)," \
       "$(echo "$TL_RATE $t" | awk '{printf "%.1f", $1 / $2}') per thread; ratio" \
-      "$(echo "$TL_RATE $PY_RATE" | awk '{printf "%.2f", $1 / $2}')x"
+      "$(echo "$TL_RATE $PY_RATE" | awk '{printf "%.2f", $1 / $2}')x;" \
+      "CPU $(awk -v n="$N" '{printf "%.2f s user+sys, %.0f us per image", $1 + $2, 1e6 * ($1 + $2) / n}' "$WORK/cpu")"
     grep '^stages' "$WORK/tl.out" "$WORK/tl.err" | sed 's/^[^:]*:/  torchlight /' || true
     "$BIN" export --store "$WORK/store" --embeddings foundation -o "$WORK/tl.npy" >/dev/null
     "$PYTHON" -c "import numpy as np, sys; a, b = np.load(sys.argv[1]), np.load(sys.argv[2]); \

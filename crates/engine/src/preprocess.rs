@@ -461,7 +461,9 @@ pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
         let at = if grey { 0 } else { ch };
         let plane = &mut out[ch * out_h * out_w..(ch + 1) * out_h * out_w];
         // Padding is pixel value 0 before rescaling and normalising.
-        plane.fill((0.0 - mean) / std);
+        if (rows, cols) != (out_h, out_w) {
+            plane.fill((0.0 - mean) / std);
+        }
         for y in 0..rows {
             let row = (y + src_y) * width + src_x;
             let dst = &mut plane[(y + dst_y) * out_w + dst_x..][..cols];

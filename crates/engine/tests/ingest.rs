@@ -132,6 +132,11 @@ fn dense_ids_skips_thumbnails_embeddings_and_probs() {
     assert!(s.complete);
     let text = ingest::format_summary(&s);
     assert!(text.contains("skipped 2 records"), "{text}");
+    // Every stage that ran is timed: 29 records decoded, 27 thumbnailed and preprocessed, 2 models, writes.
+    let st = &s.stages;
+    let ran = [st.decode, st.preprocess, st.thumbnails, st.model, st.writes];
+    assert!(ran.iter().all(|t| !t.is_zero()), "{st:?}");
+    assert!(text.contains("stages (thread time): decode"), "{text}");
 
     let rtxn = store.read_txn().unwrap();
     let items = store.items(&rtxn).unwrap();
