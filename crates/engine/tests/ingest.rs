@@ -539,6 +539,8 @@ fn a_second_ingest_into_a_busy_store_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("busy") && err.contains("torchlight ingest"), "{err}");
+    // The lock names the process holding it: this test's own.
+    assert!(err.contains(&format!("(pid {})", std::process::id())), "{err}");
     assert_eq!(store.item_count(&store.read_txn().unwrap()).unwrap(), 0);
 }
 
