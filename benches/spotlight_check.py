@@ -61,7 +61,9 @@ def check(path: str) -> bool:
                 decoded += 1
             else:
                 failed.append(f"row {i}: empty")
-        parts.append(f"{column} {decoded}/{len(df)} decoded")
+        # Which of the two forms the cells take: a file path (image files) or encoded bytes (everything else).
+        paths = sum(1 for c in df[column] if isinstance(c, dict) and c.get("path") and not c.get("bytes"))
+        parts.append(f"{column} {decoded}/{len(df)} decoded ({paths} as paths, {len(df) - paths} as bytes)")
         if failed:
             ok = False
             print(f"{path}: {column}: {len(failed)} cells fail, first: {failed[0]}")

@@ -157,3 +157,62 @@ fn an_interrupted_analysis_says_how_to_finish_and_a_rerun_does() {
     let out = torchlight().args(["analyze", "--no-umap", "--device", "cpu", "--store"]).arg(&store).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Values outside a flag's range are usage errors (exit 2) naming the range, before a store is created:
+/// `--threads 0` once panicked inside libtorch and `--threads 100000` spawned threads until it crashed,
+/// `--k 0` silently became 1 and `--k 100000` ran for minutes.
+#[test]
+fn out_of_range_arguments_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/engine/src/demo/assets/mnist-digits-images-idx3-ubyte.gz");
+    let digits = digits.to_str().unwrap();
+    for (args, range) in [
+        (&["ingest", digits, "--threads", "0"][..], "1..=1024"),
+        (&["ingest", digits, "--threads", "100000"], "1..=1024"),
+        (&["ingest", digits, "--batch-size", "0"], "1..=65536"),
+        (&["ingest", digits, "--limit", "0"], "at least 1"),
+        (&["analyze", "--k", "0"], "1..=1000"),
+        (&["analyze", "--k", "100000"], "1..=1000"),
+    ] {
+        let out = torchlight().args(args).arg("--store").arg(&store).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[args.len() - 2]) && stderr.contains(range), "{args:?}: {stderr}");
+        assert!(!store.exists(), "{args:?} created the store");
+    }
+}
+
+/// `info` lists the records an ingest skipped by name and reason, the first 20 and how many more; `info
+/// --skipped` lists them all.
+#[test]
+fn info_lists_skipped_records_and_skipped_lists_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut png = Vec::new();
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(8, 8, image::Luma([7])));
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    std::fs::write(images.join("good.png"), png).unwrap();
+    for i in 0..25 {
+        std::fs::write(images.join(format!("bad-{i:02}.png")), b"not a png").unwrap();
+    }
+    let store = dir.path().join("store");
+    let out = torchlight().args(["ingest", "--no-analyze", "--store"]).arg(&store).arg(&images).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = |extra: &[&str]| {
+        let out = torchlight().args(["info", "--store"]).arg(&store).args(extra).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = |text: &str| text.lines().filter(|l| l.trim_start().starts_with("skipped ")).count();
+    let text = info(&[]);
+    assert!(text.contains("items 1 (25 skipped)"), "{text}");
+    assert!(text.contains("bad-00.png: not an image format"), "{text}");
+    assert_eq!(listed(&text), 20, "{text}");
+    assert!(text.contains("... and 5 more (`torchlight info --skipped` lists them all)"), "{text}");
+    let text = info(&["--skipped"]);
+    assert_eq!(listed(&text), 25, "{text}");
+    assert!(text.contains("bad-24.png") && !text.contains("... and"), "{text}");
+}

@@ -544,6 +544,8 @@ fn a_second_ingest_into_a_busy_store_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("busy") && err.contains("torchlight ingest"), "{err}");
+    // The lock names the process holding it: this test's own.
+    assert!(err.contains(&format!("(pid {})", std::process::id())), "{err}");
     assert_eq!(store.item_count(&store.read_txn().unwrap()).unwrap(), 0);
 }
 
@@ -591,9 +593,10 @@ fn cli_imports_npy_embeddings_then_runs_the_analysis() {
 }
 
 /// `--embeddings` rows holding NaN or inf are refused before anything is written, naming the file and the
-/// rows (the first few and how many), from a `.npy` and from a parquet list column alike.
+/// rows (the first few and how many), from a `.npy` and from a parquet list column alike; so is a file with
+/// more rows than the dataset has records.
 #[test]
-fn embeddings_with_nan_or_inf_rows_are_refused_by_row_before_writing() {
+fn embeddings_with_nan_inf_or_too_many_rows_are_refused_before_writing() {
     use torchlight_store::export::{self, Table, TableFormat, Values};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("idx");
@@ -632,6 +635,11 @@ fn embeddings_with_nan_or_inf_rows_are_refused_by_row_before_writing() {
         err.contains("12 of its 60 rows") && err.contains("rows 20, 21, 22, 23, 24, 25, 26, 27 and 4 more"),
         "{err}"
     );
+
+    let body: Vec<u8> = (0..61 * 4).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    std::fs::write(&npy, npy_bytes("<f4", "(61, 4)", false, &body)).unwrap();
+    let err = ingest(&npy);
+    assert!(err.contains("61 rows, but the source has 60 records"), "{err}");
 
     let pq = tmp.path().join("e.parquet");
     let vals = with_bad(&[(59, f32::NAN)]);
