@@ -62,6 +62,11 @@ pub fn alignment_reference(series: Option<&Series>, spaces: &[SpaceInfo], name: 
     (first.name != name).then(|| first.name.clone())
 }
 
+/// Whether both spaces are steps of the series.
+pub fn same_series(series: Option<&Series>, a: &str, b: &str) -> bool {
+    series.is_some_and(|s| [a, b].iter().all(|name| s.steps.iter().any(|st| st.space == *name)))
+}
+
 /// Jaccard overlap of each item's two neighbour sets (row-major, `ka` and `kb` ids per item); ids that do not
 /// name an item (>= n, the padding of a short row) are left out. Two empty sets overlap fully.
 pub fn knn_jaccard(a: &[u32], ka: usize, b: &[u32], kb: usize, n: usize) -> Vec<f32> {
