@@ -230,12 +230,12 @@ mod tests {
 
     #[test]
     fn jaccard_counts_shared_neighbours_and_skips_padding() {
-        // Item 0: {1, 2} vs {2, 3} -> 1/3; item 1: {0, 2} vs {2, 0} -> 1; item 2: {0} (padding) vs {} -> 0.
+        // Item 0: {1, 2} vs {2, 3} -> 1/3; item 1: {0, 2} vs {2, 0} -> 1; item 2: {0} vs {} (padding) -> 0;
+        // item 3: nothing on either side -> 1.
         let pad = u32::MAX;
-        let a = [1, 2, 0, 2, 0, pad];
-        let b = [2, 3, 2, 0, pad, pad];
-        let j = knn_jaccard(&a, 2, &b, 2, 4);
-        assert_eq!(&j[..3], &[1.0 / 3.0, 1.0, 0.0]);
+        let a = [1, 2, 0, 2, 0, pad, pad, pad];
+        let b = [2, 3, 2, 0, pad, pad, pad, pad];
+        assert_eq!(knn_jaccard(&a, 2, &b, 2, 4), vec![1.0 / 3.0, 1.0, 0.0, 1.0]);
     }
 
     #[test]
