@@ -62,6 +62,11 @@ pub fn alignment_reference(series: Option<&Series>, spaces: &[SpaceInfo], name: 
     (first.name != name).then(|| first.name.clone())
 }
 
+/// Whether both spaces are steps of the series.
+pub fn same_series(series: Option<&Series>, a: &str, b: &str) -> bool {
+    series.is_some_and(|s| [a, b].iter().all(|name| s.steps.iter().any(|st| st.space == *name)))
+}
+
 /// Jaccard overlap of each item's two neighbour sets (row-major, `ka` and `kb` ids per item); ids that do not
 /// name an item (>= n, the padding of a short row) are left out. Two empty sets overlap fully.
 pub fn knn_jaccard(a: &[u32], ka: usize, b: &[u32], kb: usize, n: usize) -> Vec<f32> {
@@ -225,12 +230,12 @@ mod tests {
 
     #[test]
     fn jaccard_counts_shared_neighbours_and_skips_padding() {
-        // Item 0: {1, 2} vs {2, 3} -> 1/3; item 1: {0, 2} vs {2, 0} -> 1; item 2: {0} (padding) vs {} -> 0.
+        // Item 0: {1, 2} vs {2, 3} -> 1/3; item 1: {0, 2} vs {2, 0} -> 1; item 2: {0} vs {} (padding) -> 0;
+        // item 3: nothing on either side -> 1.
         let pad = u32::MAX;
-        let a = [1, 2, 0, 2, 0, pad];
-        let b = [2, 3, 2, 0, pad, pad];
-        let j = knn_jaccard(&a, 2, &b, 2, 4);
-        assert_eq!(&j[..3], &[1.0 / 3.0, 1.0, 0.0]);
+        let a = [1, 2, 0, 2, 0, pad, pad, pad];
+        let b = [2, 3, 2, 0, pad, pad, pad, pad];
+        assert_eq!(knn_jaccard(&a, 2, &b, 2, 4), vec![1.0 / 3.0, 1.0, 0.0, 1.0]);
     }
 
     #[test]

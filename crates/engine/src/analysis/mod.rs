@@ -164,8 +164,11 @@ pub fn run(store: &Store, params: &AnalysisParams, hooks: &Hooks) -> Result<Anal
         // Projections are aligned to the step before in a series, else to the first space, as stored (this
         // run's or an earlier one): the order above analyses a space's reference before the space.
         let reference = drift::alignment_reference(series.as_ref(), &spaces, &space.name);
+        // A checkpoint's UMAP starts from the step before's layout, which it is close to.
+        let warm_start = reference.as_ref().is_some_and(|r| drift::same_series(series.as_ref(), r, &space.name));
         let dataset = Dataset { labels: &labels.0, label_names: labels.1.len(), hashes: &labels.2 };
-        report.spaces.push(run_space(store, space, &dataset, reference.as_deref(), params, hooks)?);
+        let alignment = Alignment { reference: reference.as_deref(), warm_start };
+        report.spaces.push(run_space(store, space, &dataset, alignment, params, hooks)?);
     }
     report.drift = drift::run(store)?;
     let mut wtxn = store.write_txn()?;
@@ -199,6 +202,13 @@ fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
+/// What a space's projections are aligned to, and whether its UMAP starts from that space's layout.
+#[derive(Clone, Copy)]
+struct Alignment<'a> {
+    reference: Option<&'a str>,
+    warm_start: bool,
+}
+
 /// What the analysis of every space reads from the items.
 #[derive(Clone, Copy)]
 struct Dataset<'a> {
@@ -212,11 +222,12 @@ fn run_space(
     store: &Store,
     space: &SpaceInfo,
     dataset: &Dataset,
-    reference: Option<&str>,
+    alignment: Alignment,
     params: &AnalysisParams,
     hooks: &Hooks,
 ) -> Result<SpaceReport> {
     let Dataset { labels, label_names, hashes } = *dataset;
+    let reference = alignment.reference;
     let mut timings = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -303,14 +314,23 @@ fn run_space(
     let umap_layout = match &params.umap {
         Some(u) if umap_k >= 2 => {
             let g = cos_knn.truncate(umap_k);
-            let up = umap::UmapParams {
-                n_neighbors: u.n_neighbors,
-                min_dist: u.min_dist,
-                seed: u.seed,
-                n_epochs: u.n_epochs,
+            let previous = match reference.filter(|_| alignment.warm_start) {
+                Some(r) => {
+                    let rtxn = store.read_txn()?;
+                    match store.column(&rtxn, r, columns::UMAP)? {
+                        Some(Column::F32 { width: 2, values }) if values.len() == 2 * n => Some(values),
+                        _ => None,
+                    }
+                }
+                None => None,
             };
-            let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &up, &pca.coords);
-            lap("umap", &mut timings);
+            let n_epochs = match &previous {
+                Some(_) => u.n_epochs.or(Some(umap::warm_start_epochs(n))),
+                None => u.n_epochs,
+            };
+            let up = umap::UmapParams { n_neighbors: u.n_neighbors, min_dist: u.min_dist, seed: u.seed, n_epochs };
+            let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &up, previous.as_deref().unwrap_or(&pca.coords));
+            lap(if previous.is_some() { "umap (warm start)" } else { "umap" }, &mut timings);
             Some(layout)
         }
         _ => None,

@@ -58,7 +58,7 @@ pub fn umap_2d(knn_ids: &[u32], knn_dists: &[f32], n: usize, k: usize, params: &
     if n == 0 {
         return Vec::new();
     }
-    let n_epochs = params.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
+    let n_epochs = params.n_epochs.unwrap_or(default_epochs(n));
     let graph = fuzzy_simplicial_set(knn_ids, knn_dists, n, k, params.n_neighbors);
     let graph = prune(graph, n_epochs.max(1));
     let mut embedding = initial_layout(init, n, params.seed);
@@ -68,6 +68,18 @@ pub fn umap_2d(knn_ids: &[u32], knn_dists: &[f32], n: usize, k: usize, params: &
     let (a, b) = find_ab_params(1.0, params.min_dist as f64);
     optimize_layout(&mut embedding, &graph, n_epochs, a as f32, b as f32, params.seed);
     embedding
+}
+
+/// umap-learn's epoch count: 500 up to 10,000 points, 200 above.
+pub fn default_epochs(n: usize) -> usize {
+    if n <= 10_000 { 500 } else { 200 }
+}
+
+/// Epochs of a layout started from a neighbouring layout (the previous checkpoint's) instead of PCA: the
+/// coarse structure is already in place, so 30% of the default reaches the trustworthiness of a full run
+/// (tests/drift.rs checks it on Fashion-MNIST), and the points move less than a fresh run's would.
+pub fn warm_start_epochs(n: usize) -> usize {
+    default_epochs(n) * 3 / 10
 }
 
 /// Symmetric fuzzy graph in CSR form: the out-edges of point i are `cols[row_ptr[i]..row_ptr[i + 1]]`.
