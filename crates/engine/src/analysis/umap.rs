@@ -76,8 +76,9 @@ pub fn default_epochs(n: usize) -> usize {
 }
 
 /// Epochs of a layout started from a neighbouring layout (the previous checkpoint's) instead of PCA: the
-/// coarse structure is already in place, so 30% of the default reaches the trustworthiness of a full run
-/// (tests/drift.rs checks it on Fashion-MNIST), and the points move less than a fresh run's would.
+/// coarse structure is already in place, so 30% of the default comes within a few thousandths of a full
+/// run's trustworthiness (tests/drift.rs checks it on Fashion-MNIST), and the points move less than a fresh
+/// run's would.
 pub fn warm_start_epochs(n: usize) -> usize {
     default_epochs(n) * 3 / 10
 }
