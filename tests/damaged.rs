@@ -97,6 +97,7 @@ fn store_to_damage(dir: &Path) -> Vec<f32> {
         let item =
             Item { source: format!("img-{id:04}.png"), label: Some(id % 5), width: 8, height: 8, hash: u64::from(id) };
         store.put_item(&mut w, id, &item).unwrap();
+        store.put_thumbnail(&mut w, id, format!("thumb-{id:04}").as_bytes()).unwrap();
         let row: Vec<f32> = (0..16).map(|j| 1000.0 + (id * 16 + j) as f32 * 0.25).collect();
         store.put_embedding(&mut w, space.index, id, &row).unwrap();
         rows.extend(row);
@@ -205,9 +206,17 @@ fn skip_damaged_exports_everything_else_and_names_what_it_left_out() {
     assert_eq!(lines[23]["source"], "img-0024.png");
     assert!(lines[0].get("outlier_score.s").is_none(), "{}", lines[0]);
 
-    // The Spotlight table also writes embeddings: both damaged items are left out.
+    // The Spotlight table also writes embeddings and thumbnails: a damaged thumbnail is refused, or its item
+    // left out with the others.
+    flip_where(&data, b"thumb-0031");
     let pq = dir.path().join("t.parquet");
+    let (code, text) = run(&["export", "--spotlight", "-o", pq.to_str().unwrap()], &store);
+    assert_eq!(code, Some(1), "{text}");
     let (code, text) = skip(&["--spotlight", "-o", pq.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("(48 rows") && text.contains("left out 2 damaged items #7, #23"), "{text}");
+    assert!(text.contains("(47 rows") && text.contains("left out 3 damaged items #7, #23, #31"), "{text}");
+    let plain = dir.path().join("plain.jsonl");
+    let (code, text) = run(&["export", "--skip-damaged", "-o", plain.to_str().unwrap()], &store);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(49 rows"), "a table without images does not read thumbnails: {text}");
 }

@@ -24,8 +24,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub spotlight: bool,
     /// Leave out, rather than refuse, what fails its checksum (see `torchlight verify`): items whose record (or
-    /// embedding row, where the export writes embeddings) is damaged, and damaged analysis columns. The output
-    /// says how many and which.
+    /// embedding row or thumbnail, where the export writes them) is damaged, and damaged analysis columns. The
+    /// output says how many and which.
     #[arg(long)]
     pub skip_damaged: bool,
 }

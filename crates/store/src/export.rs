@@ -430,7 +430,7 @@ fn spotlight_columns(
 ) -> Result<()> {
     let (store, rtxn) = (reader.store, reader.rtxn);
     let n = items.len();
-    let cells = Arc::new(image_cells(store, rtxn, items)?);
+    let cells = Arc::new(image_cells(reader, items)?);
     t.push("image", Values::Image(ImageColumn { cells: cells.clone(), rows: (0..n as u32).map(Some).collect() }));
     let names = store.label_names(rtxn)?;
     t.push(
@@ -466,26 +466,43 @@ fn spotlight_columns(
         if let Some(v) = flags {
             t.push(name("nn_flag"), Values::Bool(v));
         }
-        let rows = nn.iter().map(|&j| ((j as usize) < n).then_some(j)).collect();
+        // A neighbour without an image (a damaged thumbnail left out) gets no cell rather than an empty one.
+        let has_image = |j: u32| cells.get(j as usize).is_some_and(|c| c.bytes.is_some() || c.path.is_some());
+        let rows = nn.iter().map(|&j| has_image(j).then_some(j)).collect();
         t.push(name("nn_image"), Values::Image(ImageColumn { cells: cells.clone(), rows }));
     }
     Ok(())
 }
 
-/// Each item's image cell: its file where the record is an image file that still exists, else its thumbnail.
-fn image_cells(store: &Store, rtxn: &crate::ReadTxn, items: &[crate::Item]) -> Result<Vec<ImageCell>> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(id, item)| {
-            let path = Path::new(&item.source);
-            Ok(if path.is_absolute() && path.is_file() {
-                ImageCell { bytes: None, path: Some(item.source.clone()) }
-            } else {
-                ImageCell { bytes: store.thumbnail(rtxn, id as u32)?, path: None }
-            })
-        })
-        .collect()
+/// Each item's image cell: its file where the record is an image file that still exists, else its thumbnail,
+/// checked against its checksum (a damaged one is refused, or left out when skipping damage).
+fn image_cells(reader: &Reader<'_, '_>, items: &[crate::Item]) -> Result<Vec<ImageCell>> {
+    let (store, rtxn) = (reader.store, reader.rtxn);
+    let mut damaged = Vec::new();
+    let mut cells = Vec::with_capacity(items.len());
+    for (id, item) in items.iter().enumerate() {
+        let id = id as u32;
+        let path = Path::new(&item.source);
+        if path.is_absolute() && path.is_file() {
+            cells.push(ImageCell { bytes: None, path: Some(item.source.clone()) });
+            continue;
+        }
+        let bytes = store.thumbnail(rtxn, id)?;
+        if let Some(b) = &bytes
+            && store.check_sum(rtxn, Part::Thumbnail, &id.to_be_bytes(), b)? == crate::sums::Check::Mismatch
+        {
+            damaged.push(id);
+            cells.push(ImageCell::default());
+            continue;
+        }
+        cells.push(ImageCell { bytes, path: None });
+    }
+    if !damaged.is_empty() && !reader.skip {
+        let dir = store.dir().to_path_buf();
+        return Err(StoreError::Checksum { dir, what: "the thumbnails", space: None, ids: damaged }.into());
+    }
+    reader.left_out.borrow_mut().add_items(&damaged);
+    Ok(cells)
 }
 
 /// The store's item count against the rows an export is about to write: a damaged store fails here.
