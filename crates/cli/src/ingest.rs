@@ -19,6 +19,12 @@ pub struct IngestArgs {
     /// Fine-tuned model (space "finetuned"): hub id, local checkpoint directory, or TorchScript .pt.
     #[arg(long, value_name = "MODEL")]
     pub finetuned: Option<String>,
+    /// The checkpoints of a fine-tuning run, each a space `step-<N>`: a Hugging Face Trainer output folder (its
+    /// checkpoint-<N>/ folders, and the loss log of its trainer_state.json), or a list A,B,C of model
+    /// directories or TorchScript files (steps from checkpoint-<N> / step-<N> names, else 1, 2, ...). The
+    /// foundation is step 0, the last checkpoint the fine-tuned model unless --finetuned names another.
+    #[arg(long, value_name = "RUN_DIR|A,B,...", value_delimiter = ',')]
+    pub checkpoints: Vec<String>,
     /// More models as NAME=MODEL; NAME becomes the embedding space. Repeatable.
     #[arg(long = "model", value_name = "NAME=MODEL")]
     pub models: Vec<String>,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use torchlight_store::{Result, Store};
+use torchlight_store::{Result, Series, Store};
 
 /// Skipped records listed by name; a dataset with more says how many more.
 const SKIPPED_LISTED: usize = 20;
@@ -66,6 +66,41 @@ pub fn store_summary(store: &Store, all_skipped: bool) -> Result<String> {
             let _ = writeln!(s, "    analysis: {}{ann}", cols.join(", "));
         }
     }
+    if let Some(series) = store.series(&rtxn)? {
+        series_summary(&mut s, &series);
+    }
     let _ = writeln!(s, "  tagged items {}", store.tags(&rtxn)?.len());
     Ok(s)
+}
+
+/// The checkpoint series: each step with its space and the loss logged at (or nearest to) it, then the loss log's
+/// length and span.
+fn series_summary(s: &mut String, series: &Series) {
+    let finetuned = series.finetuned_space().unwrap_or("none");
+    let _ = writeln!(s, "  checkpoint series: {} steps, fine-tuned space {finetuned}", series.steps.len());
+    let width = series.steps.iter().map(|st| st.space.len()).max().unwrap_or(0);
+    for st in &series.steps {
+        let loss = match series.loss_near(st.step) {
+            None => String::new(),
+            Some(p) if p.step == st.step => format!("  loss {:.4}", p.loss),
+            Some(p) => format!("  loss {:.4} (logged at step {})", p.loss, p.step),
+        };
+        let _ = writeln!(s, "    step {:>7}  {:<width$}{loss}", st.step, st.space);
+    }
+    match (series.losses.first(), series.losses.last()) {
+        (Some(first), Some(last)) => {
+            let _ = writeln!(
+                s,
+                "    loss log: {} points, steps {}..{}, loss {:.4} -> {:.4}",
+                series.losses.len(),
+                first.step,
+                last.step,
+                first.loss,
+                last.loss
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "    loss log: none");
+        }
+    }
 }

@@ -83,7 +83,15 @@ fn head_probs(x: &[f32]) -> [f32; 2] {
 }
 
 fn opts(spec: &str, limit: Option<usize>, batch: usize) -> IngestOptions {
-    IngestOptions { source_spec: spec.into(), limit, batch_size: batch, threads: 2, progress: false, stop: || false }
+    IngestOptions {
+        source_spec: spec.into(),
+        limit,
+        batch_size: batch,
+        threads: 2,
+        progress: false,
+        stop: || false,
+        series: None,
+    }
 }
 
 fn open(dir: &Path) -> Box<dyn Source> {

@@ -256,7 +256,15 @@ fn test_model() -> SpaceModel {
 }
 
 fn opts(limit: Option<usize>, stop: fn() -> bool) -> IngestOptions {
-    IngestOptions { source_spec: "digits".into(), limit, batch_size: 4, threads: 2, progress: false, stop }
+    IngestOptions {
+        source_spec: "digits".into(),
+        limit,
+        batch_size: 4,
+        threads: 2,
+        progress: false,
+        stop,
+        series: None,
+    }
 }
 
 fn open(dir: &Path) -> Box<dyn Source> {

@@ -3,6 +3,7 @@
 mod common;
 
 mod analysis;
+mod checkpoints;
 mod demo;
 mod drift;
 mod export;

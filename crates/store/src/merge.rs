@@ -1,10 +1,11 @@
 //! Shard stores (made by `torchlight ingest --shard I/N`) joined into one store equal to a whole ingest.
 //!
 //! `merge` reads every shard and refuses, before anything is written, shards of another dataset, of another
-//! split (count, record total, ranges), with other models or labels, a missing or repeated index, an unfinished
-//! shard, or a merged store that holds anything else. It then copies the shards in index order: each item gets its id in the whole
-//! dataset (the items of the shards before it come first), with its thumbnail, every space's embedding and
-//! probabilities and its tag; each shard's skipped records follow those of the shards before. Writes go through
+//! split (count, record total, ranges), with other models, labels or checkpoint series, a missing or repeated
+//! index, an unfinished shard, or a merged store that holds anything else. It then copies the shards in index
+//! order: each item gets its id in the whole dataset (the items of the shards before it come first), with its
+//! thumbnail, every space's embedding and probabilities and its tag, and the shards' checkpoint series (`Series`)
+//! with the spaces; each shard's skipped records follow those of the shards before. Writes go through
 //! the `put_*` functions, which write the checksums; reads check the shards' checksums, so damage is not copied.
 //! The last transaction writes the cursors a whole ingest leaves and the dataset record (complete when the
 //! shards cover the whole source), so a later `ingest` into the merged store resumes as after a whole run.
@@ -24,7 +25,9 @@ use heed::types::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::sums::{Check, Part};
-use crate::{DatasetInfo, Item, RoTxn, RwTxn, ShardInfo, SpaceInfo, Store, StoreError, cursors, le_f32, vec_key};
+use crate::{
+    DatasetInfo, Item, RoTxn, RwTxn, Series, ShardInfo, SpaceInfo, Store, StoreError, cursors, le_f32, vec_key,
+};
 
 mod key {
     pub const SHARD: &str = "shard";
@@ -92,6 +95,11 @@ pub enum MergeError {
          shards of one dataset"
     )]
     OtherLabels { dir: PathBuf, index: u32, count: u32, found: String, first: PathBuf, expected: String },
+    #[error(
+        "{dir} (shard {index}/{count}) has {found}, but {first} has {expected}: ingest every shard with the same \
+         --checkpoints"
+    )]
+    OtherSeries { dir: PathBuf, index: u32, count: u32, found: String, first: PathBuf, expected: String },
     #[error("the merged store {out} is also given as a shard: give the merge another --store")]
     OutIsShard { out: PathBuf },
     #[error(
@@ -212,6 +220,8 @@ struct Shard {
     skipped: u64,
     /// Per space (same order as `spaces`): (records, items) cursors.
     space_cursors: Vec<(u64, u64)>,
+    /// The checkpoint series (`ingest --checkpoints`), the same in every shard.
+    series: Option<Series>,
 }
 
 /// Merges the shard stores `shards` into the store at `out` (created when there is none), from where an
@@ -273,10 +283,22 @@ impl Shard {
             ));
         }
         let labels = store.label_names(&rtxn)?;
+        let series = store.series(&rtxn)?;
         let items = store.item_count(&rtxn)?;
         let skipped = store.db.skipped.len(&rtxn).map_err(|e| store.heed_err(e))?;
         drop(rtxn);
-        Ok(Shard { dir: dir.to_path_buf(), store, info, dataset, spaces, labels, items, skipped, space_cursors })
+        Ok(Shard {
+            dir: dir.to_path_buf(),
+            store,
+            info,
+            dataset,
+            spaces,
+            labels,
+            items,
+            skipped,
+            space_cursors,
+            series,
+        })
     }
 
     /// Whether the ingest of this shard finished: every record an item or skipped, every space caught up.
@@ -431,6 +453,30 @@ impl Plan {
                     expected: first.labels.join(", "),
                 });
             }
+            if s.series != first.series {
+                let text = |s: &Shard| match &s.series {
+                    None => "no checkpoint series".to_string(),
+                    Some(series) => format!(
+                        "the checkpoint series [{}] (fine-tuned space {}, {} losses)",
+                        series
+                            .steps
+                            .iter()
+                            .map(|st| format!("{}@{}", st.space, st.step))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        series.finetuned_space().unwrap_or("none"),
+                        series.losses.len()
+                    ),
+                };
+                return Err(MergeError::OtherSeries {
+                    dir,
+                    index,
+                    count,
+                    found: text(s),
+                    first: first.dir.clone(),
+                    expected: text(first),
+                });
+            }
             s.check_finished()?;
         }
         let mut shards = shards;
@@ -529,6 +575,9 @@ impl Plan {
             out.put_label_names(&mut wtxn, &first.labels)?;
             for s in &first.spaces {
                 out.put_space(&mut wtxn, s.clone())?;
+            }
+            if let Some(series) = &first.series {
+                out.put_series(&mut wtxn, series)?;
             }
             out.put_merge_state(&mut wtxn, &state)?;
             out.commit(wtxn)?;

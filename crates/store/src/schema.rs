@@ -199,6 +199,23 @@ pub struct Series {
     pub steps: Vec<SeriesStep>,
     /// Training loss per logged step (trainer_state.json `log_history` entries with a `loss`), in step order.
     pub losses: Vec<LossPoint>,
+    /// The space of the fine-tuned model: None = the last step's (`Series::finetuned_space`). Set when
+    /// `ingest --finetuned` named another model: a step's space when its weights are that checkpoint's (it is not
+    /// embedded twice), else the space `finetuned`, which is then no step of the series.
+    #[serde(default)]
+    pub finetuned: Option<String>,
+}
+
+impl Series {
+    /// The space of the fine-tuned model: `finetuned` when set, else the last step's.
+    pub fn finetuned_space(&self) -> Option<&str> {
+        self.finetuned.as_deref().or_else(|| self.steps.last().map(|s| s.space.as_str()))
+    }
+
+    /// The logged loss at `step`, else the one logged nearest to it (the earlier on a tie): (logged step, loss).
+    pub fn loss_near(&self, step: u64) -> Option<LossPoint> {
+        self.losses.iter().copied().min_by_key(|p| (p.step.abs_diff(step), p.step))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

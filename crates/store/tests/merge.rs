@@ -7,7 +7,10 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use torchlight_store::merge::{MergeError, MergeOptions, Progress, Summary, merge, split_range};
-use torchlight_store::{DatasetInfo, Item, ModelSpec, ShardInfo, Skipped, SpaceInfo, Store, Tag, TagKind, cursors};
+use torchlight_store::{
+    DatasetInfo, Item, LossPoint, ModelSpec, Series, SeriesStep, ShardInfo, Skipped, SpaceInfo, Store, Tag, TagKind,
+    cursors,
+};
 
 const FINGERPRINT: &str = "dataset-fp";
 const LABELS: [&str; 3] = ["cat", "dog", "eel"];
@@ -187,6 +190,47 @@ fn shards_merged_equal_a_whole_ingest_for_any_count_and_order() {
             assert_no_damage(&merged);
         }
     }
+}
+
+fn put_series(dir: &Path, series: &Series) {
+    let store = Store::open(dir).unwrap();
+    let mut w = store.write_txn().unwrap();
+    store.put_series(&mut w, series).unwrap();
+    store.commit(w).unwrap();
+}
+
+/// The checkpoint series of `ingest --checkpoints` comes along into the merged store; shards of another series
+/// are refused.
+#[test]
+fn the_checkpoint_series_of_the_shards_is_carried_into_the_merged_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let series = Series {
+        steps: vec![
+            SeriesStep { space: "foundation".into(), step: 0 },
+            SeriesStep { space: "finetuned".into(), step: 40 },
+        ],
+        losses: vec![LossPoint { step: 20, loss: 2.5 }, LossPoint { step: 40, loss: 1.25 }],
+        finetuned: Some("finetuned".into()),
+    };
+    let dirs = shards(&tmp.path().join("series"), 3, 50, 50, 4);
+    for dir in &dirs {
+        put_series(dir, &series);
+    }
+    let out = tmp.path().join("merged");
+    merge_into(&out, &dirs, 7).unwrap();
+    let merged = Store::open_reading(&out).unwrap();
+    assert_eq!(merged.series(&merged.read_txn().unwrap()).unwrap(), Some(series.clone()));
+
+    let other = Series { losses: vec![], ..series.clone() };
+    put_series(&dirs[1], &other);
+    let err = refusal(&tmp.path().join("never"), &dirs);
+    assert!(err.contains(&name(&dirs[1])) && err.contains("--checkpoints") && err.contains("0 losses"), "{err}");
+    assert!(!tmp.path().join("never").exists());
+    // A shard without the series is refused too.
+    let plain = shards(&tmp.path().join("plain"), 3, 50, 50, 4);
+    let mixed = vec![dirs[0].clone(), plain[1].clone(), plain[2].clone()];
+    let err = refusal(&tmp.path().join("never"), &mixed);
+    assert!(err.contains("no checkpoint series"), "{err}");
 }
 
 #[test]

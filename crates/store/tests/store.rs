@@ -126,7 +126,17 @@ fn a_checkpoint_series_survives_reopen() {
             SeriesStep { space: "step-20".into(), step: 20 },
         ],
         losses: vec![LossPoint { step: 10, loss: 2.25 }, LossPoint { step: 20, loss: 1.5 }],
+        finetuned: None,
     };
+    assert_eq!(series.finetuned_space(), Some("step-20"), "the last step, unless named");
+    assert_eq!(Series { finetuned: Some("finetuned".into()), ..series.clone() }.finetuned_space(), Some("finetuned"));
+    assert_eq!(series.loss_near(20), Some(LossPoint { step: 20, loss: 1.5 }));
+    assert_eq!(series.loss_near(0), Some(LossPoint { step: 10, loss: 2.25 }), "nearest");
+    assert_eq!(series.loss_near(15), Some(LossPoint { step: 10, loss: 2.25 }), "the earlier on a tie");
+    assert_eq!(Series::default().loss_near(3), None);
+    // A record written before `finetuned` existed reads with it unset.
+    let old: Series = serde_json::from_str(r#"{"steps":[{"space":"step-1","step":1}],"losses":[]}"#).unwrap();
+    assert_eq!((old.finetuned, old.steps.len()), (None, 1));
     {
         let store = Store::create_or_open(dir.path()).unwrap();
         assert_eq!(store.series(&store.read_txn().unwrap()).unwrap(), None);

@@ -1,13 +1,12 @@
-use std::sync::Arc;
+use std::path::Path;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use torchlight_cli::{IngestArgs, Pooling, Precision, eoutln, out, outln};
 use torchlight_store::Store;
 
 use crate::analysis::AnalysisParams;
-use crate::ingest::{self, IngestError, IngestOptions, SpaceModel};
+use crate::ingest::{self, IngestError, IngestOptions, SpaceModel, series};
 use crate::model::{Embedder, ModelOptions};
-use crate::preprocess::preprocess;
 use crate::source::{self, OpenOptions};
 
 pub fn run(args: IngestArgs) -> Result<()> {
@@ -62,7 +61,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         }
         names.push(name);
     }
-    let models = load_models(&args)?;
+    let Models { models, checkpoints } = load_models(&args)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match args.threads {
         None => cores,
@@ -91,6 +90,17 @@ pub fn run(args: IngestArgs) -> Result<()> {
         args.limit.map(|l| format!(", first {l}")).unwrap_or_default(),
         dir.display()
     );
+    // The series starts with the foundation: this run's, or the one the store already holds.
+    let series = match &checkpoints {
+        None => None,
+        Some((found, finetuned)) => {
+            let has_foundation = args.foundation.is_some() || {
+                let rtxn = store.read_txn()?;
+                store.space(&rtxn, "foundation")?.is_some()
+            };
+            Some(series::series(has_foundation.then_some("foundation"), found, finetuned.clone()))
+        }
+    };
     let opts = IngestOptions {
         source_spec: args.source.clone(),
         limit: args.limit,
@@ -98,6 +108,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         threads,
         progress: true,
         stop: super::stop_requested,
+        series,
     };
     if let Some(shard) = shard {
         eoutln!("shard {}", ingest::describe_shard(&ingest::shard_info(source.as_ref(), &opts, shard)));
@@ -164,9 +175,17 @@ fn analyze(store: &Store, args: &IngestArgs) -> Result<()> {
     super::analyze::analyze(store, &AnalysisParams { device, ..AnalysisParams::default() })
 }
 
-/// The models of `--foundation`, `--finetuned` and `--model NAME=MODEL`, each with its `--pooling-of` or else
-/// `--pooling`, loaded (and so checked) before anything is written.
-fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
+/// The models to ingest with and, with `--checkpoints`, the run they come from.
+struct Models {
+    models: Vec<SpaceModel>,
+    /// The checkpoints found, and the space of the fine-tuned model when `--finetuned` named one.
+    checkpoints: Option<(series::Checkpoints, Option<String>)>,
+}
+
+/// The models of `--foundation`, `--finetuned`, `--model NAME=MODEL` and `--checkpoints`, each with its
+/// `--pooling-of` or else `--pooling`, loaded (and so checked) before anything is written.
+fn load_models(args: &IngestArgs) -> Result<Models> {
+    let found = if args.checkpoints.is_empty() { None } else { Some(series::find(&args.checkpoints)?) };
     let mut named: Vec<(String, String)> = Vec::new();
     if let Some(m) = &args.foundation {
         named.push(("foundation".into(), m.clone()));
@@ -177,6 +196,12 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     for m in &args.models {
         let (name, model) = m.split_once('=').ok_or_else(|| eyre!("--model {m}: expected NAME=MODEL"))?;
         named.push((name.to_string(), model.to_string()));
+    }
+    if let Some(found) = &found {
+        describe_checkpoints(found);
+        for c in &found.checkpoints {
+            named.push((c.space(), c.path.display().to_string()));
+        }
     }
     let mut pooling_of: Vec<(&str, Pooling)> = Vec::new();
     for (name, pooling) in &args.pooling_of {
@@ -193,7 +218,7 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
         pooling_of.push((name, *pooling));
     }
     if named.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Models { models: Vec::new(), checkpoints: None });
     }
     let device = crate::runtime::parse_device(args.device)?;
     let kind = match args.precision {
@@ -204,30 +229,152 @@ fn load_models(args: &IngestArgs) -> Result<Vec<SpaceModel>> {
     if kind != tch::Kind::Float && device == tch::Device::Cpu {
         return Err(eyre!("--precision {} needs a CUDA device; on CPU use fp32", args.precision));
     }
-    named
-        .into_iter()
-        .map(|(name, model)| {
-            let pooling = pooling_of.iter().find(|(n, _)| *n == name).map_or(args.pooling, |(_, p)| *p);
-            let opts = ModelOptions { device, kind, pooling, preprocess: args.preprocess.clone() };
-            let embedder =
-                Embedder::load(&model, &opts).wrap_err_with(|| format!("loading model {model} for space {name}"))?;
-            let cfg = embedder.preprocess_config().clone();
-            let space = ingest::space_info(
-                &name,
-                embedder.spec(),
-                embedder.dim(),
-                embedder.num_classes(),
-                embedder.class_names(),
+    let mut loaded: Vec<(String, Embedder)> = Vec::new();
+    // Where each checkpoint's preprocessing comes from, said once for all when they agree.
+    let mut preprocessing: Vec<(String, series::PreprocessFrom)> = Vec::new();
+    for (name, model) in named {
+        let pooling = pooling_of.iter().find(|(n, _)| *n == name).map_or(args.pooling, |(_, p)| *p);
+        let mut opts =
+            ModelOptions { device, kind, pooling, preprocess: args.preprocess.clone(), fallback_preprocess: None };
+        // A checkpoint, or a fine-tuned model on disk, without preprocessing of its own takes its run folder's,
+        // else the foundation's.
+        let checkpoint = found.as_ref().is_some_and(|f| f.checkpoints.iter().any(|c| c.space() == name));
+        let mut from = None;
+        if (checkpoint || name == "finetuned") && Path::new(&model).exists() {
+            let foundation = loaded.iter().find(|(n, _)| n == "foundation").map(|(_, e)| e.preprocess_config());
+            let run_dir = found.as_ref().and_then(|f| f.run_dir.as_deref());
+            let f =
+                series::preprocess_from(Path::new(&model), run_dir, args.preprocess.as_deref(), foundation.is_some());
+            match &f {
+                series::PreprocessFrom::RunDir(p) => opts.preprocess = Some(p.clone()),
+                series::PreprocessFrom::Foundation => opts.fallback_preprocess = foundation.cloned(),
+                _ => {}
+            }
+            match (&f, checkpoint) {
+                (_, true) => preprocessing.push((name.clone(), f.clone())),
+                (series::PreprocessFrom::RunDir(_) | series::PreprocessFrom::Foundation, false) => {
+                    eoutln!("preprocessing of {name}: {f}")
+                }
+                _ => {}
+            }
+            from = Some(f);
+        }
+        let embedder = Embedder::load(&model, &opts).wrap_err_with(|| match from {
+            Some(series::PreprocessFrom::Nothing) => format!(
+                "loading {model} for space {name}: it has no {} of its own, nor has its run folder; give \
+                 --foundation (its preprocessing is taken) or --preprocess FILE",
+                series::PREPROCESSOR
+            ),
+            Some(f @ (series::PreprocessFrom::RunDir(_) | series::PreprocessFrom::Foundation)) => {
+                format!("loading {model} for space {name} (preprocessing: {f})")
+            }
+            _ if checkpoint => format!("loading checkpoint {model} for space {name}"),
+            _ => format!("loading model {model} for space {name}"),
+        })?;
+        loaded.push((name, embedder));
+    }
+    let checkpoints = match found {
+        None => None,
+        Some(found) => {
+            say_preprocessing(&preprocessing);
+            check_one_architecture(&loaded, &found)?;
+            let finetuned = args.finetuned.as_ref().map(|_| finetuned_space(&mut loaded, &found));
+            Some((found, finetuned))
+        }
+    };
+    let models = loaded.into_iter().map(|(name, embedder)| ingest::space_model(&name, embedder)).collect();
+    Ok(Models { models, checkpoints })
+}
+
+/// What `--checkpoints` found, on stderr.
+fn describe_checkpoints(found: &series::Checkpoints) {
+    let steps: Vec<String> = found.checkpoints.iter().map(|c| c.step.to_string()).collect();
+    let whence = match (&found.run_dir, found.steps_from) {
+        (_, series::StepsFrom::Order) => "as listed (their names give no step: steps counted 1, 2, ...)".to_string(),
+        (Some(dir), _) if found.checkpoints.iter().all(|c| c.path.parent() == Some(dir.as_path())) => {
+            format!("in the run folder {}", dir.display())
+        }
+        _ => "as listed".to_string(),
+    };
+    eoutln!("checkpoints: {} {whence}, steps {}", found.checkpoints.len(), steps.join(", "));
+    match &found.loss_log {
+        Some(log) => eoutln!("loss log: {} logged losses from {}", found.losses.len(), log.display()),
+        None => eoutln!("loss log: none (no {} beside the checkpoints)", series::TRAINER_STATE),
+    }
+}
+
+/// Where the checkpoints' preprocessing comes from, on stderr: one line when they agree.
+fn say_preprocessing(preprocessing: &[(String, series::PreprocessFrom)]) {
+    let same_kind =
+        preprocessing.windows(2).all(|w| std::mem::discriminant(&w[0].1) == std::mem::discriminant(&w[1].1));
+    match preprocessing {
+        [] => {}
+        [(_, series::PreprocessFrom::Own(_)), ..] if same_kind => {
+            eoutln!("preprocessing of the checkpoints: each its own");
+        }
+        [(_, first), ..] if preprocessing.iter().all(|(_, f)| f == first) => {
+            eoutln!("preprocessing of the checkpoints: {first}");
+        }
+        _ => {
+            for (space, from) in preprocessing {
+                eoutln!("preprocessing of {space}: {from}");
+            }
+        }
+    }
+}
+
+/// The checkpoints of one run share one architecture and width, and so does its foundation.
+fn check_one_architecture(loaded: &[(String, Embedder)], found: &series::Checkpoints) -> Result<()> {
+    let spaces: Vec<String> = found.checkpoints.iter().map(|c| c.space()).collect();
+    let shape = |e: &Embedder| (e.spec().kind, e.dim());
+    let mut steps = loaded.iter().filter(|(n, _)| spaces.contains(n));
+    let Some((first_name, first)) = steps.next() else { return Ok(()) };
+    for (name, e) in steps {
+        if shape(e) != shape(first) {
+            return Err(eyre!(
+                "--checkpoints: {name} is a {} model of width {} but {first_name} a {} model of width {}: the \
+                 checkpoints of one run share one architecture (two runs go to two stores, or --model NAME=MODEL)",
+                e.spec().kind,
+                e.dim(),
+                first.spec().kind,
+                first.dim()
+            ));
+        }
+    }
+    if let Some((_, f)) = loaded.iter().find(|(n, _)| n == "foundation")
+        && shape(f) != shape(first)
+    {
+        return Err(eyre!(
+            "--checkpoints: the foundation is a {} model of width {} but the checkpoints {} models of width {}: \
+             the series starts from the model the run fine-tuned (an unrelated model goes to --model NAME=MODEL)",
+            f.spec().kind,
+            f.dim(),
+            first.spec().kind,
+            first.dim()
+        ));
+    }
+    Ok(())
+}
+
+/// The space of `--finetuned` beside `--checkpoints`: a checkpoint's with the same weights (the `finetuned`
+/// model is then dropped, not embedded twice), else `finetuned`.
+fn finetuned_space(loaded: &mut Vec<(String, Embedder)>, found: &series::Checkpoints) -> String {
+    let Some(at) = loaded.iter().position(|(n, _)| n == "finetuned") else { return "finetuned".into() };
+    let spec = loaded[at].1.spec();
+    let twin = found.checkpoints.iter().map(|c| c.space()).find(|space| {
+        loaded
+            .iter()
+            .any(|(n, e)| n == space && e.spec().fingerprint == spec.fingerprint && e.spec().pooling == spec.pooling)
+    });
+    match twin {
+        Some(space) => {
+            eoutln!(
+                "--finetuned {} has the weights of checkpoint {space}: the fine-tuned space is {space}",
+                spec.source
             );
-            Ok(SpaceModel {
-                space,
-                // Models with equal preprocessing share one preprocessed tensor per image.
-                prepare_key: format!("{cfg:?}"),
-                prepare: Arc::new(move |img| preprocess(img, &cfg)),
-                embed: Box::new(move |batch, n| {
-                    embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.into())
-                }),
-            })
-        })
-        .collect()
+            loaded.remove(at);
+            space
+        }
+        None => "finetuned".into(),
+    }
 }

@@ -13,12 +13,15 @@
 //!
 //! Modules: `resume` (the checks that a store belongs to this dataset and these models, and the cursors),
 //! `pipeline` (the threads), `import` (precomputed embeddings), `progress` (bars and the summary), `shard`
-//! (`--shard I/N`: one part of the records into a store of its own, for `torchlight merge`).
+//! (`--shard I/N`: one part of the records into a store of its own, for `torchlight merge`), `series`
+//! (`--checkpoints`: a fine-tuning run's checkpoints, whose spaces are embedded in the same pass as the other
+//! models, and the `Series` record written with the spaces).
 
 mod import;
 mod pipeline;
 mod progress;
 mod resume;
+pub mod series;
 mod shard;
 
 use std::sync::Arc;
@@ -35,7 +38,7 @@ pub use shard::{Shard, ShardError, describe as describe_shard, resolve_shard, ru
 
 use crate::source::embeddings::EmbeddingsError;
 use crate::source::{Source, SourceError, Unreadable};
-use torchlight_store::{ModelSpec, ShardInfo, Skipped, SpaceInfo, Store, StoreError};
+use torchlight_store::{ModelSpec, Series, ShardInfo, Skipped, SpaceInfo, Store, StoreError};
 
 /// Longest side of a thumbnail in pixels; smaller images are kept at their size.
 pub const THUMB_SIDE: u32 = 96;
@@ -50,9 +53,14 @@ pub enum IngestError {
     OtherModel(String),
     #[error(
         "space {space} of the store at {dir} is unfinished ({done} of {total} records) and no model was given \
-         for it: pass its model again (--model {space}=MODEL, --foundation or --finetuned)"
+         for it: pass its model again (--model {space}=MODEL, --foundation, --finetuned or --checkpoints)"
     )]
     UnfinishedSpace { dir: String, space: String, done: u64, total: u64 },
+    #[error(
+        "the store at {dir} holds the checkpoint series {stored}; now given {given}, without {missing}: give the \
+         same checkpoints again (more may be added), or another --store"
+    )]
+    OtherSeries { dir: String, stored: String, given: String, missing: String },
     #[error("space name {0} is given twice")]
     DuplicateSpace(String),
     #[error("model of space {space} failed: {why}")]
@@ -125,6 +133,9 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Polled between chunks: true stops the run after committing what was done (`IngestError::Interrupted`).
     pub stop: fn() -> bool,
+    /// The checkpoint series of `--checkpoints`, written with the spaces before the first item; its spaces must
+    /// be among the models (or the store's).
+    pub series: Option<Series>,
 }
 
 /// Per-space figures of one run.
@@ -183,6 +194,21 @@ pub struct Summary {
 /// A space record for a model that the store completes with its index when the ingest starts.
 pub fn space_info(name: &str, model: ModelSpec, dim: usize, num_classes: usize, class_names: Vec<String>) -> SpaceInfo {
     SpaceInfo { name: name.to_string(), index: 0, dim: dim as u32, model, num_classes: num_classes as u32, class_names }
+}
+
+/// A loaded model as the pipeline runs it, embedding into space `name`. Models with equal preprocessing share
+/// one preprocessed tensor per image.
+pub fn space_model(name: &str, embedder: crate::model::Embedder) -> SpaceModel {
+    let cfg = embedder.preprocess_config().clone();
+    let space = space_info(name, embedder.spec(), embedder.dim(), embedder.num_classes(), embedder.class_names());
+    SpaceModel {
+        space,
+        prepare_key: format!("{cfg:?}"),
+        prepare: Arc::new(move |img| crate::preprocess::preprocess(img, &cfg)),
+        embed: Box::new(move |batch, n| {
+            embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.into())
+        }),
+    }
 }
 
 /// Runs the ingest: everything not yet committed, from where the last run stopped.

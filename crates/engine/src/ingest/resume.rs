@@ -2,7 +2,7 @@
 //! (another dataset, another model under a space name, or an unfinished space left out are refused); the
 //! cursors then say which records and items each space still needs.
 
-use torchlight_store::{DatasetInfo, ModelSpec, ShardInfo, Store, cursors};
+use torchlight_store::{DatasetInfo, ModelSpec, Series, ShardInfo, Store, cursors};
 
 use super::{IngestError, IngestOptions, Result, SpaceModel};
 use crate::source::Source;
@@ -72,6 +72,9 @@ pub(super) fn prepare_store(
                 }
             }
         }
+        if let (Some(stored), Some(given)) = (store.series(&rtxn)?, &opts.series) {
+            check_series(&dir, &stored, given)?;
+        }
         // A model space left out would fall behind the items: it must come along until it has caught up.
         for s in spaces.iter().filter(|s| s.model.kind != "precomputed") {
             let done = store.cursor(&rtxn, &space_cursor(&s.name))?;
@@ -98,8 +101,31 @@ pub(super) fn prepare_store(
     for m in models.iter_mut() {
         m.space = store.put_space(&mut wtxn, m.space.clone())?;
     }
+    if let Some(series) = &opts.series {
+        store.put_series(&mut wtxn, series)?;
+    }
     store.commit(wtxn)?;
     Ok(())
+}
+
+/// A store's series goes on only with every step it has (same space, same step); new checkpoints may join.
+fn check_series(dir: &str, stored: &Series, given: &Series) -> Result<()> {
+    let text = |s: &Series| s.steps.iter().map(|st| format!("{}@{}", st.space, st.step)).collect::<Vec<_>>().join(", ");
+    let missing: Vec<String> = stored
+        .steps
+        .iter()
+        .filter(|st| !given.steps.contains(st))
+        .map(|st| format!("{}@{}", st.space, st.step))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(IngestError::OtherSeries {
+        dir: dir.to_string(),
+        stored: format!("[{}]", text(stored)),
+        given: format!("[{}]", text(given)),
+        missing: missing.join(", "),
+    })
 }
 
 /// Where each cursor stands at the start of a run.

@@ -45,11 +45,20 @@ pub struct ModelOptions {
     pub pooling: Pooling,
     /// Preprocessing JSON replacing the model's own (HF preprocessor_config.json or the TorchScript form).
     pub preprocess: Option<PathBuf>,
+    /// Preprocessing for a model that has none of its own (a Trainer checkpoint without preprocessor_config.json
+    /// takes its foundation's); `preprocess` and the model's own come first. Its `channels` are the model's.
+    pub fallback_preprocess: Option<PreprocessConfig>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { device: Device::Cpu, kind: Kind::Float, pooling: Pooling::Cls, preprocess: None }
+        ModelOptions {
+            device: Device::Cpu,
+            kind: Kind::Float,
+            pooling: Pooling::Cls,
+            preprocess: None,
+            fallback_preprocess: None,
+        }
     }
 }
 
@@ -206,6 +215,7 @@ impl Embedder {
         let mut pre = match (&opts.preprocess, &files.preprocessor) {
             (Some(p), _) => read_any_preprocess(p)?,
             (None, Some(p)) => PreprocessConfig::from_hf_json(p)?,
+            (None, None) if opts.fallback_preprocess.is_some() => opts.fallback_preprocess.clone().expect("checked"),
             (None, None) => {
                 return Err(ModelError::NoPreprocess {
                     model: source.to_string(),
@@ -362,13 +372,15 @@ impl Embedder {
             Some(p) => p.clone(),
             None => path.with_extension("json"),
         };
-        if !meta_path.is_file() {
+        if !meta_path.is_file() && opts.fallback_preprocess.is_none() {
             return Err(ModelError::NoPreprocess {
                 model: source.to_string(),
                 expected: meta_path.display().to_string(),
             });
         }
-        let (pre, class_names) = if is_hf_preprocessor(&meta_path)? {
+        let (pre, class_names) = if !meta_path.is_file() {
+            (opts.fallback_preprocess.clone().expect("checked"), vec![])
+        } else if is_hf_preprocessor(&meta_path)? {
             (PreprocessConfig::from_hf_json(&meta_path)?, vec![])
         } else {
             let meta = TorchScriptMeta::read(&meta_path)?;
