@@ -50,7 +50,7 @@ fn store_of(dir: &Path, spaces: &[(String, Vec<f32>)], n: usize) -> Store {
     if spaces.len() > 1 {
         let steps =
             spaces.iter().enumerate().map(|(s, (name, _))| SeriesStep { space: name.clone(), step: 100 * s as u64 });
-        store.put_series(&mut w, &Series { steps: steps.collect(), losses: Vec::new() }).unwrap();
+        store.put_series(&mut w, &Series { steps: steps.collect(), losses: Vec::new(), finetuned: None }).unwrap();
     }
     store.commit(w).unwrap();
     store

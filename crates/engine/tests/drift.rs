@@ -44,7 +44,7 @@ fn store_of(dir: &Path, spaces: &[(&str, &[f32])], n: usize, d: usize, series: b
     if series {
         let steps =
             spaces.iter().enumerate().map(|(i, (name, _))| SeriesStep { space: name.to_string(), step: 10 * i as u64 });
-        store.put_series(&mut w, &Series { steps: steps.collect(), losses: Vec::new() }).unwrap();
+        store.put_series(&mut w, &Series { steps: steps.collect(), losses: Vec::new(), finetuned: None }).unwrap();
     }
     store.commit(w).unwrap();
     store

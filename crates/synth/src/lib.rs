@@ -528,6 +528,7 @@ pub fn series_store(dir: &Path, items: u32, steps: u32) -> Result<(Store, Series
     let record = Series {
         steps: series.iter().map(|(space, step)| SeriesStep { space: space.clone(), step: *step }).collect(),
         losses,
+        finetuned: None,
     };
     let mut w = store.write_txn()?;
     store.put_series(&mut w, &record)?;

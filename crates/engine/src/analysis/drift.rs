@@ -265,8 +265,11 @@ mod tests {
     fn a_series_compares_ends_and_neighbours_and_aligns_to_the_step_before() {
         let spaces = [space("foundation", 0), space("step-20", 1), space("step-10", 2), space("finetuned", 3)];
         let step = |space: &str, step| torchlight_store::SeriesStep { space: space.into(), step };
-        let series =
-            Series { steps: vec![step("foundation", 0), step("step-10", 10), step("step-20", 20)], losses: vec![] };
+        let series = Series {
+            steps: vec![step("foundation", 0), step("step-10", 10), step("step-20", 20)],
+            losses: vec![],
+            finetuned: None,
+        };
         let p = pairs(Some(&series), &spaces);
         let names: Vec<(&str, &str, &str)> =
             p.iter().map(|p| (p.earlier.as_str(), p.later.as_str(), p.under.as_str())).collect();
