@@ -59,7 +59,8 @@ shot() {
   done
   sleep 2
   "$IMPORT" -window "$wid" "$OUT/$name.png"
-  xdotool key --window "$wid" q
+  # The window can be gone already when the browser quit on its own; the capture is taken either way.
+  xdotool key --window "$wid" q 2>/dev/null || true
   wait "$XTERM" || true
   XTERM=
   echo "wrote $OUT/$name.png"
@@ -71,3 +72,5 @@ shot browse-sixel sixel j j j
 shot browse-halfblocks halfblocks j j j
 shot browse-side-by-side sixel v
 shot browse-help halfblocks question
+# The drift view needs a store with a checkpoint series (the demo store has one): two steps into the series.
+shot browse-drift sixel F bracketright bracketright

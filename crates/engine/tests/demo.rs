@@ -283,10 +283,12 @@ fn demo_no_browse_end_to_end_and_resume() {
     let first = run();
     let (out, err) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
     assert!(first.status.success(), "demo failed:\n{out}\n{err}");
-    // Ingest runs the analysis itself, so no separate analyze step is needed.
+    // Ingest embeds all eight models in one pass; the analysis follows once the series record is written.
     assert!(err.contains("demo: torchlight ingest") && err.contains("neighbours done"), "{err}");
     // Ingest and analysis report on stdout first; the summary comes last.
-    let at = out.find("40 items, 2 analysed spaces").unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let at = out
+        .find("40 items, 2 analysed spaces and a series of 6 checkpoints")
+        .unwrap_or_else(|| panic!("no summary:\n{out}"));
     let summary = out[at..].to_string();
     let out = &summary;
     for space in [demo::FOUNDATION_SPACE, demo::FINETUNED_SPACE] {
@@ -295,10 +297,85 @@ fn demo_no_browse_end_to_end_and_resume() {
     // The CNN's head predicts the digits' labels, so the fine-tuned space gets a label analysis.
     assert!(out.contains(&format!("label issues flagged in {}", demo::FINETUNED_SPACE)), "{out}");
     assert!(out.contains("share") && out.contains("most anomalous items"), "{out}");
+    assert!(out.contains("\nseries: steps 0, 25, 50, 100, 200, 400; training loss 2.332 at step 0 -> "), "{out}");
+    assert!(out.contains("mean kNN Jaccard step 0 vs 400: "), "{out}");
+    assert!(!out.contains("\nspace step-"), "series steps get one line, not a table each:\n{out}");
+    assert_demo_store_holds_the_series(&tmp.path().join("store"), 40);
 
     let second = run();
     let err2 = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{err2}");
     assert!(!err2.contains("demo: torchlight ingest") && !err2.contains("demo: torchlight analyze"), "{err2}");
     assert_eq!(String::from_utf8_lossy(&second.stdout), summary, "the rerun printed more than the same summary");
+}
+
+/// The embedded series names one embedded checkpoint per step, in step order, and training shows in it: the
+/// initialisation guesses, the last step classifies.
+#[test]
+fn series_checkpoints_learn_in_step_order() {
+    let series = demo::series().unwrap();
+    let spaces: Vec<&str> = series.steps.iter().map(|s| s.space.as_str()).collect();
+    let files: Vec<&str> = demo::CHECKPOINTS.iter().map(|(m, _)| demo::checkpoint_space(*m)).collect();
+    assert_eq!(spaces, files);
+    assert_eq!(series.steps.iter().map(|s| s.step).collect::<Vec<_>>(), [0, 25, 50, 100, 200, 400]);
+    for st in &series.steps {
+        assert_eq!(st.space, format!("step-{}", st.step));
+    }
+    assert!(series.losses.windows(2).all(|w| w[0].step < w[1].step), "loss log out of step order");
+    let (first, last) = (series.losses[0], *series.losses.last().unwrap());
+    assert_eq!(first.step, 0);
+    // Ten classes at random: ln 10 = 2.30 at the start; well below it at the end.
+    assert!((first.loss - 10f64.ln()).abs() < 0.2 && last.loss < 0.5, "loss {first:?} -> {last:?}");
+
+    let (images, labels) = digits();
+    let idx: Vec<usize> = (0..demo::DIGITS).step_by(10).collect();
+    let mut batch = Vec::with_capacity(idx.len() * 784);
+    for &i in &idx {
+        batch.extend_from_slice(&images[i * 784..(i + 1) * 784]);
+    }
+    let mut accuracy = Vec::new();
+    for (model, pre) in demo::CHECKPOINTS {
+        let p = preprocess(pre);
+        assert_eq!((p.size, p.channels, p.class_names.len()), ([28, 28], 1, 10));
+        let x = normalise(Tensor::from_slice(&batch).view([idx.len() as i64, 1, 28, 28]), &p);
+        let (emb, logits) = forward(&load(model), x);
+        assert_eq!((emb.size(), logits.size()), (vec![idx.len() as i64, 32], vec![idx.len() as i64, 10]));
+        let pred: Vec<i64> = logits.argmax(1, false).try_into().unwrap();
+        let correct = idx.iter().zip(&pred).filter(|&(&i, &p)| labels[i] as i64 == p).count();
+        accuracy.push(correct as f64 / idx.len() as f64);
+    }
+    assert!(accuracy[0] < 0.3 && accuracy[5] > 0.9, "accuracy over the steps {accuracy:?}");
+    assert!(accuracy[0] < accuracy[2] && accuracy[2] < accuracy[5], "accuracy over the steps {accuracy:?}");
+}
+
+/// What `torchlight demo` leaves for the drift view: the series record as embedded, a space per step with every
+/// item embedded, and the drift columns of the analysis.
+fn assert_demo_store_holds_the_series(dir: &std::path::Path, items: usize) {
+    use torchlight_store::{Store, columns};
+    let store = Store::open(dir).unwrap();
+    let rtxn = store.read_txn().unwrap();
+    let series = store.series(&rtxn).unwrap().expect("no series record in the demo store");
+    assert_eq!(series, demo::series().unwrap(), "the stored series differs from the embedded one");
+    let spaces = store.spaces(&rtxn).unwrap();
+    for st in &series.steps {
+        let sp = spaces.iter().find(|s| s.name == st.space).unwrap_or_else(|| panic!("no space {}", st.space));
+        assert_eq!(sp.dim, 32, "{}", st.space);
+        assert_eq!(store.embedding_count(&rtxn, sp.index).unwrap() as usize, items, "{}", st.space);
+    }
+    let rows = |space: &str, name: &str| store.column(&rtxn, space, name).unwrap().map(|c| c.rows());
+    // First against last under "", each step against the one before it under the later step.
+    for under in std::iter::once("").chain(series.steps[1..].iter().map(|s| s.space.as_str())) {
+        for name in [columns::DRIFT_KNN_JACCARD, columns::DRIFT_MOVEMENT, columns::DRIFT_RANK_CHANGE] {
+            assert_eq!(rows(under, name), Some(items), "{name} under '{under}'");
+        }
+    }
+    assert_eq!(rows(&series.steps[0].space, columns::DRIFT_KNN_JACCARD), None, "the first step has no step before");
+    // Training reshapes the neighbourhoods: from the random initialisation to the last step they are not all kept.
+    let Some(torchlight_store::Column::F32 { values, .. }) =
+        store.column(&rtxn, "", columns::DRIFT_KNN_JACCARD).unwrap()
+    else {
+        panic!("drift_knn_jaccard is not an F32 column")
+    };
+    let mean = values.iter().sum::<f32>() / values.len() as f32;
+    assert!((0.0..0.95).contains(&mean), "mean Jaccard step 0 vs 400: {mean}");
 }

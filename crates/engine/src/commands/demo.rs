@@ -5,7 +5,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use crate::demo::{self, DemoFiles, summary};
 use torchlight_cli::{Cli, Command, DemoArgs, eoutln, exec, out};
-use torchlight_store::{Store, columns};
+use torchlight_store::{Series, Store, columns};
 
 /// The demo store: the platform data dir's torchlight/stores/demo (demo-N for --limit N, so a quick run never
 /// clobbers the full one).
@@ -23,13 +23,20 @@ fn default_demo_store(limit: Option<usize>) -> Result<PathBuf> {
 enum Progress {
     /// No store, or an ingest that did not finish: (re)run ingest, which resumes.
     Ingest,
-    /// Both spaces embedded, analysis missing.
+    /// Every space embedded; the series record or the analysis missing.
     Analyze,
     Done,
 }
 
+/// The spaces the demo ingests: foundation, fine-tuned and the series' checkpoints.
+fn demo_spaces(series: &Series) -> Vec<&str> {
+    let mut names = vec![demo::FOUNDATION_SPACE, demo::FINETUNED_SPACE];
+    names.extend(series.steps.iter().map(|s| s.space.as_str()));
+    names
+}
+
 /// `expected`: the number of items a finished ingest holds (the digits, or --limit of them).
-fn progress(dir: &Path, expected: u32) -> Result<Progress> {
+fn progress(dir: &Path, expected: u32, series: &Series) -> Result<Progress> {
     if !dir.join("data.mdb").exists() {
         return Ok(Progress::Ingest);
     }
@@ -40,8 +47,11 @@ fn progress(dir: &Path, expected: u32) -> Result<Progress> {
     let complete = store.dataset(&rtxn)?.is_some_and(|d| d.complete) || items >= expected;
     let spaces = store.spaces(&rtxn)?;
     let mut embedded = complete && items > 0;
-    let mut analysed = true;
-    for name in [demo::FOUNDATION_SPACE, demo::FINETUNED_SPACE] {
+    // Drift needs the series record before the analysis: a store analysed without it (an older demo's) has no
+    // series drift columns and is analysed again.
+    let mut analysed = store.series(&rtxn)?.as_ref() == Some(series)
+        && store.column(&rtxn, "", columns::DRIFT_KNN_JACCARD)?.is_some_and(|c| c.rows() == items as usize);
+    for name in demo_spaces(series) {
         match spaces.iter().find(|s| s.name == name) {
             Some(sp) => {
                 embedded &= store.embedding_count(&rtxn, sp.index)? == items;
@@ -74,6 +84,7 @@ fn path_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// Ingest embeds every model in one pass over the digits; the analysis waits for the series record.
 fn ingest_argv(files: &DemoFiles, store: &Path, device: &str, limit: Option<usize>) -> Vec<String> {
     let mut argv = vec![
         "ingest".to_string(),
@@ -88,11 +99,25 @@ fn ingest_argv(files: &DemoFiles, store: &Path, device: &str, limit: Option<usiz
         path_arg(&files.finetuned_model),
         "--device".to_string(),
         device.to_string(),
+        "--no-analyze".to_string(),
     ];
+    for (space, path) in &files.checkpoints {
+        argv.extend(["--model".to_string(), format!("{space}={}", path_arg(path))]);
+    }
     if let Some(n) = limit {
         argv.extend(["--limit".to_string(), n.to_string()]);
     }
     argv
+}
+
+/// Writes the series record, so the analysis computes its drift columns and aligned projections. Closed again
+/// before the analysis opens the store.
+fn write_series(dir: &Path, series: &Series) -> Result<()> {
+    let store = Store::open(dir)?;
+    let mut w = store.write_txn()?;
+    store.put_series(&mut w, series)?;
+    store.commit(w)?;
+    Ok(())
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -107,24 +132,28 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(dir) => dir.clone(),
         None => default_demo_store(args.limit)?,
     };
+    let series = demo::series()?;
     let expected = args.limit.map_or(demo::DIGITS, |n| n.min(demo::DIGITS)) as u32;
     eoutln!(
-        "demo: {} MNIST digits, foundation EfficientNet-Lite0 (ImageNet), fine-tuned MNIST CNN; store {}",
+        "demo: {} MNIST digits, foundation EfficientNet-Lite0 (ImageNet), fine-tuned MNIST CNN, a series of {} \
+         checkpoints of a small CNN; store {}",
         expected,
+        series.steps.len(),
         store_dir.display()
     );
-    let step =
-        progress(&store_dir, expected).wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
+    let step = progress(&store_dir, expected, &series)
+        .wrap_err_with(|| format!("reading the demo store {}", store_dir.display()))?;
     if step == Progress::Ingest {
         run_subcommand(&ingest_argv(&files, &store_dir, &args.device.to_string(), args.limit))
             .wrap_err("demo: ingest failed")?;
     }
-    if progress(&store_dir, expected)? != Progress::Done {
+    if progress(&store_dir, expected, &series)? != Progress::Done {
+        write_series(&store_dir, &series)?;
         let argv =
             ["analyze", "--store", &path_arg(&store_dir), "--device", &args.device.to_string()].map(String::from);
         run_subcommand(&argv).wrap_err("demo: analysis failed")?;
     }
-    if progress(&store_dir, expected)? != Progress::Done {
+    if progress(&store_dir, expected, &series)? != Progress::Done {
         return Err(eyre!(
             "demo: the store {} is still missing embeddings or outlier scores after ingest and analysis",
             store_dir.display()
@@ -153,6 +182,7 @@ mod tests {
             labels: "/c/l.gz".into(),
             foundation_model: "/c/f.pt".into(),
             finetuned_model: "/c/t.pt".into(),
+            checkpoints: vec![("step-0".into(), "/c/step-0.pt".into()), ("step-9".into(), "/c/step-9.pt".into())],
         };
         let argv = ingest_argv(&files, Path::new("/s"), "cpu", Some(100));
         let cli = Cli::try_parse_from(std::iter::once("torchlight".to_string()).chain(argv)).unwrap();
@@ -161,12 +191,15 @@ mod tests {
         assert_eq!(a.foundation.as_deref(), Some("/c/f.pt"));
         assert_eq!(a.finetuned.as_deref(), Some("/c/t.pt"));
         assert_eq!(a.store.store.as_deref(), Some(Path::new("/s")));
+        assert_eq!(a.models, ["step-0=/c/step-0.pt", "step-9=/c/step-9.pt"]);
+        assert!(a.no_analyze, "the series record must be written before the analysis");
     }
 
     #[test]
     fn missing_store_needs_ingest() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(progress(&dir.path().join("none"), 10).unwrap(), Progress::Ingest);
+        let series = demo::series().unwrap();
+        assert_eq!(progress(&dir.path().join("none"), 10, &series).unwrap(), Progress::Ingest);
     }
 
     #[test]

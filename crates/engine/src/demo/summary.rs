@@ -1,10 +1,10 @@
 //! The `demo --no-browse` report: the top outliers of each space and how the spaces disagree, read from the
-//! analysis columns of a store.
+//! analysis columns of a store, and a line about the checkpoint series.
 
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use torchlight_store::{Column, Result, Store, columns};
+use torchlight_store::{Column, LossPoint, Result, Store, columns};
 
 /// One item in a ranking.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,17 @@ pub struct Summary {
     pub spaces: Vec<SpaceSummary>,
     /// For the first two spaces: (k, how many of the k most anomalous items they share).
     pub overlap: Option<(usize, usize)>,
+    pub series: Option<SeriesSummary>,
+}
+
+/// The checkpoint series: its steps, the ends of the loss log and how much the embedding moved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSummary {
+    pub steps: Vec<u64>,
+    pub first_loss: Option<LossPoint>,
+    pub last_loss: Option<LossPoint>,
+    /// Mean over the items of the kNN Jaccard between the first and the last step (None before analysis).
+    pub mean_jaccard: Option<f32>,
 }
 
 fn f32s(col: Option<Column>) -> Option<Vec<f32>> {
@@ -64,13 +75,18 @@ fn ascending(scores: &[f32]) -> Vec<u32> {
 }
 
 /// Reads the summary of every analysed space; `top` items per ranking, overlap over the `overlap_k` most
-/// anomalous. Spaces without an outlier score column are left out.
+/// anomalous. Spaces without an outlier score column are left out, and so are the steps of a series, which
+/// get one line of their own.
 pub fn summarize(store: &Store, top: usize, overlap_k: usize) -> Result<Summary> {
     let rtxn = store.read_txn()?;
     let labels = store.labels(&rtxn)?;
+    let series = store.series(&rtxn)?;
     let mut spaces = Vec::new();
     let mut rankings = Vec::new();
     for sp in store.spaces(&rtxn)? {
+        if series.as_ref().is_some_and(|s| s.steps.iter().any(|st| st.space == sp.name)) {
+            continue;
+        }
         let Some(scores) = f32s(store.column(&rtxn, &sp.name, columns::OUTLIER_SCORE)?) else { continue };
         let preds = u32s(store.column(&rtxn, &sp.name, columns::PRED)?);
         let ranked = |id: u32, score: f32| Ranked {
@@ -113,7 +129,19 @@ pub fn summarize(store: &Store, top: usize, overlap_k: usize) -> Result<Summary>
         }
         _ => None,
     };
-    Ok(Summary { items: store.item_count(&rtxn)?, label_names: store.label_names(&rtxn)?, spaces, overlap })
+    let series = match series {
+        Some(s) if !s.steps.is_empty() => {
+            let jaccard = f32s(store.column(&rtxn, "", columns::DRIFT_KNN_JACCARD)?).filter(|v| !v.is_empty());
+            Some(SeriesSummary {
+                steps: s.steps.iter().map(|st| st.step).collect(),
+                first_loss: s.losses.first().copied(),
+                last_loss: s.losses.last().copied(),
+                mean_jaccard: jaccard.map(|v| v.iter().sum::<f32>() / v.len() as f32),
+            })
+        }
+        _ => None,
+    };
+    Ok(Summary { items: store.item_count(&rtxn)?, label_names: store.label_names(&rtxn)?, spaces, overlap, series })
 }
 
 fn name(names: &[String], class: Option<u32>) -> String {
@@ -135,7 +163,11 @@ fn table(s: &mut String, rows: &[Ranked], names: &[String], score: &str) {
 pub fn render(summary: &Summary, top: usize) -> String {
     let mut s = String::new();
     let names = &summary.label_names;
-    let _ = writeln!(s, "{} items, {} analysed spaces", summary.items, summary.spaces.len());
+    let _ = write!(s, "{} items, {} analysed spaces", summary.items, summary.spaces.len());
+    if let Some(series) = &summary.series {
+        let _ = write!(s, " and a series of {} checkpoints", series.steps.len());
+    }
+    s.push('\n');
     for sp in &summary.spaces {
         let _ = writeln!(
             s,
@@ -171,5 +203,21 @@ pub fn render(summary: &Summary, top: usize) -> String {
     if let (Some((k, common)), [a, b, ..]) = (summary.overlap, summary.spaces.as_slice()) {
         let _ = writeln!(s, "\n{} and {} share {common} of their {k} most anomalous items.", a.name, b.name);
     }
+    if let Some(series) = &summary.series {
+        s.push_str(&series_line(series));
+    }
+    s
+}
+
+fn series_line(series: &SeriesSummary) -> String {
+    let steps: Vec<String> = series.steps.iter().map(u64::to_string).collect();
+    let mut s = format!("\nseries: steps {}", steps.join(", "));
+    if let (Some(a), Some(b)) = (series.first_loss, series.last_loss) {
+        let _ = write!(s, "; training loss {:.3} at step {} -> {:.3} at step {}", a.loss, a.step, b.loss, b.step);
+    }
+    if let (Some(j), [first, .., last]) = (series.mean_jaccard, series.steps.as_slice()) {
+        let _ = write!(s, "; mean kNN Jaccard step {first} vs {last}: {j:.3} (key F in the browser: the drift view)");
+    }
+    s.push('\n');
     s
 }
