@@ -58,9 +58,10 @@ pub struct IngestArgs {
     /// Embedding pooling for transformer models, for every model without its own --pooling-of.
     #[arg(long, value_enum, default_value_t = Pooling::Cls)]
     pub pooling: Pooling,
-    /// One space's pooling as NAME=POOLING, NAME being foundation, finetuned or a --model NAME: e.g.
-    /// `--pooling first --pooling-of foundation=cls` (pooled foundation, fine-tuned first). A flag of its own
-    /// so that no model id or path (org/name@rev, C:\models\vit) is ever split for a pooling. Repeatable.
+    /// One space's pooling as NAME=POOLING, NAME being foundation, finetuned, a --model NAME or a checkpoint's
+    /// step-<N>: e.g. `--pooling first --pooling-of foundation=cls` (pooled foundation, fine-tuned first). A flag
+    /// of its own so that no model id or path (org/name@rev, C:\models\vit) is ever split for a pooling.
+    /// Repeatable.
     #[arg(long = "pooling-of", value_name = "NAME=POOLING", value_parser = space_pooling)]
     pub pooling_of: Vec<(String, Pooling)>,
     /// auto (CUDA when libtorch sees it), cpu, cuda or cuda:N.

@@ -260,7 +260,7 @@ fn load_models(args: &IngestArgs) -> Result<Models> {
             from = Some(f);
         }
         let embedder = Embedder::load(&model, &opts).wrap_err_with(|| match from {
-            Some(series::PreprocessFrom::Nothing) => format!(
+            Some(series::PreprocessFrom::Nothing) if checkpoint => format!(
                 "loading {model} for space {name}: it has no {} of its own, nor has its run folder; give \
                  --foundation (its preprocessing is taken) or --preprocess FILE",
                 series::PREPROCESSOR
