@@ -1,12 +1,16 @@
 //! Browse: key -> action -> state, triage persistence, filters, images through the worker, and snapshots of
 //! the main screens (TestBackend, text-only graphics so they are deterministic).
 
+mod common;
+
+use common::{chars, draw, key, press, screen};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::KeyCode;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
@@ -35,38 +39,6 @@ fn open(store: Arc<Store>, graphics: &Graphics, w: u16, h: u16) -> (App, Receive
     let mut app = App::new(store, options, graphics, tx).unwrap();
     app.resize(w, h);
     (app, rx)
-}
-
-fn press(code: KeyCode) -> Event {
-    Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn key(app: &mut App, code: KeyCode) {
-    app.handle(press(code));
-}
-
-fn chars(app: &mut App, s: &str) {
-    for c in s.chars() {
-        key(app, KeyCode::Char(c));
-    }
-}
-
-fn draw(app: &App) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(app.size().0, app.size().1)).unwrap();
-    t.draw(|f| f.render_widget(app, f.area())).unwrap();
-    t
-}
-
-fn screen(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
 }
 
 fn snap(app: &App) -> String {

@@ -1,13 +1,15 @@
 //! The drift view over a synthetic fine-tuning series: scrubbing, playing, the trajectory, drift sorting, and
 //! snapshots of the view (TestBackend, text-only graphics so they are deterministic).
 
+mod common;
+
+use common::{chars, draw, key, screen};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use crossterm::event::KeyCode;
 use ratatui::style::Color;
 use torchlight_store::{Column, Store, columns};
 use torchlight_synth::{self as synth, SeriesTruth};
@@ -33,34 +35,6 @@ fn open(store: Arc<Store>, w: u16, h: u16) -> (App, Receiver<Event>) {
     let mut app = App::new(store, options, &Graphics::Text, tx).unwrap();
     app.resize(w, h);
     (app, rx)
-}
-
-fn key(app: &mut App, code: KeyCode) -> bool {
-    app.handle(Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE))))
-}
-
-fn chars(app: &mut App, s: &str) {
-    for c in s.chars() {
-        key(app, KeyCode::Char(c));
-    }
-}
-
-fn draw(app: &App) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(app.size().0, app.size().1)).unwrap();
-    t.draw(|f| f.render_widget(app, f.area())).unwrap();
-    t
-}
-
-fn screen(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
 }
 
 fn column(store: &Store, space: &str, name: &str) -> Vec<f32> {

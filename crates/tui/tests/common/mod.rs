@@ -1,0 +1,40 @@
+//! What the browser's test binaries share: keys into an `App`, and the screen it draws as text.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use torchlight_tui::app::App;
+use torchlight_tui::event::Event;
+
+pub fn press(code: KeyCode) -> Event {
+    Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+/// One key; whether the screen changed.
+pub fn key(app: &mut App, code: KeyCode) -> bool {
+    app.handle(press(code))
+}
+
+pub fn chars(app: &mut App, s: &str) {
+    for c in s.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+pub fn draw(app: &App) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(app.size().0, app.size().1)).unwrap();
+    t.draw(|f| f.render_widget(app, f.area())).unwrap();
+    t
+}
+
+pub fn screen(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
