@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chars, draw, key, press, screen};
+use common::{chars, column_f32, draw, key, press, screen};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,14 +43,6 @@ fn open(store: Arc<Store>, graphics: &Graphics, w: u16, h: u16) -> (App, Receive
 
 fn snap(app: &App) -> String {
     screen(&draw(app))
-}
-
-fn column_f32(store: &Store, space: &str, name: &str) -> Vec<f32> {
-    let r = store.read_txn().unwrap();
-    match store.column(&r, space, name).unwrap().unwrap() {
-        Column::F32 { values, .. } => values,
-        _ => panic!("{name} is not f32"),
-    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chars, draw, key, screen};
+use common::{chars, column_f32, draw, key, screen};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
-use torchlight_store::{Column, Store, columns};
+use torchlight_store::{Store, columns};
 use torchlight_synth::{self as synth, SeriesTruth};
 use torchlight_tui::app::{App, Options};
 use torchlight_tui::event::Event;
@@ -37,14 +37,6 @@ fn open(store: Arc<Store>, w: u16, h: u16) -> (App, Receiver<Event>) {
     (app, rx)
 }
 
-fn column(store: &Store, space: &str, name: &str) -> Vec<f32> {
-    let r = store.read_txn().unwrap();
-    match store.column(&r, space, name).unwrap().unwrap() {
-        Column::F32 { values, .. } => values,
-        _ => panic!("{name} is not f32"),
-    }
-}
-
 #[test]
 fn the_series_store_holds_steps_losses_and_drift_that_fine_tuning_explains() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,8 +48,8 @@ fn the_series_store_holds_steps_losses_and_drift_that_fine_tuning_explains() {
     assert!(series.losses.first().unwrap().loss > series.losses.last().unwrap().loss + 1.0, "the loss falls");
     drop(r);
     // Consecutive steps move little; first to last moves most for items whose label is wrong (memorised).
-    let moved = column(&store, "", columns::DRIFT_MOVEMENT);
-    let step = column(&store, "step-10", columns::DRIFT_MOVEMENT);
+    let moved = column_f32(&store, "", columns::DRIFT_MOVEMENT);
+    let step = column_f32(&store, "step-10", columns::DRIFT_MOVEMENT);
     let t = &truth.truth;
     let wrong: Vec<usize> = (0..ITEMS as usize).filter(|&i| t.label[i] != t.true_class[i] && !t.outlier[i]).collect();
     assert!(!wrong.is_empty());
@@ -66,7 +58,7 @@ fn the_series_store_holds_steps_losses_and_drift_that_fine_tuning_explains() {
     assert!(order[..wrong.len()].iter().all(|i| wrong.contains(i)), "the top movers are the relabelled items");
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     assert!(mean(&step) < mean(&moved), "one step moves less than the whole run");
-    let jaccard = column(&store, "", columns::DRIFT_KNN_JACCARD);
+    let jaccard = column_f32(&store, "", columns::DRIFT_KNN_JACCARD);
     assert!(jaccard.iter().all(|j| (0.0..=1.0).contains(j)));
     assert!(wrong.iter().all(|&i| jaccard[i] < 0.2), "a memorised item has new neighbours");
 }
@@ -155,8 +147,8 @@ fn the_trajectory_is_the_selected_items_position_at_every_step() {
 fn the_sort_cycle_reaches_the_drift_columns_and_the_inspector_shows_them() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = make(dir.path());
-    let moved = column(&store, "", columns::DRIFT_MOVEMENT);
-    let jaccard = column(&store, "", columns::DRIFT_KNN_JACCARD);
+    let moved = column_f32(&store, "", columns::DRIFT_MOVEMENT);
+    let jaccard = column_f32(&store, "", columns::DRIFT_KNN_JACCARD);
     let (mut app, _rx) = open(store, 120, 40);
     assert_eq!(app.list().sort(), SortKey::Outlier);
     key(&mut app, KeyCode::Char('s'));

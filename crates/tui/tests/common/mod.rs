@@ -3,6 +3,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use torchlight_store::{Column, Store};
 use torchlight_tui::app::App;
 use torchlight_tui::event::Event;
 
@@ -37,4 +38,13 @@ pub fn screen(t: &Terminal<TestBackend>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// A space's f32 column, which the test expects to exist.
+pub fn column_f32(store: &Store, space: &str, name: &str) -> Vec<f32> {
+    let r = store.read_txn().unwrap();
+    match store.column(&r, space, name).unwrap().unwrap() {
+        Column::F32 { values, .. } => values,
+        _ => panic!("{name} is not f32"),
+    }
 }
