@@ -73,6 +73,24 @@ pub fn label_names(classes: u32) -> Vec<String> {
     (0..classes as usize).map(|i| FASHION.get(i).map_or_else(|| format!("class{i}"), |s| s.to_string())).collect()
 }
 
+/// A synthetic model's space; `class_names` non-empty gives it a classifier head over those classes.
+fn space_info(name: &str, source: &str, dim: u32, class_names: &[String]) -> SpaceInfo {
+    SpaceInfo {
+        name: name.to_string(),
+        index: 0,
+        dim,
+        model: ModelSpec {
+            kind: "synthetic".into(),
+            source: source.to_string(),
+            fingerprint: format!("synth-{name}"),
+            pooling: "cls".into(),
+            image_size: 32,
+        },
+        num_classes: class_names.len() as u32,
+        class_names: class_names.to_vec(),
+    }
+}
+
 /// The generated ground truth, kept for tests that compare what the browser shows with what was written.
 #[derive(Debug, Clone)]
 pub struct Truth {
@@ -282,23 +300,8 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
     let mut spaces = Vec::new();
     for (s, name) in SPACES.iter().enumerate() {
         let head = s == 1;
-        spaces.push(store.put_space(
-            &mut w,
-            SpaceInfo {
-                name: name.to_string(),
-                index: 0,
-                dim,
-                model: ModelSpec {
-                    kind: "synthetic".into(),
-                    source: format!("synth/{name}"),
-                    fingerprint: format!("synth-{name}"),
-                    pooling: "cls".into(),
-                    image_size: 32,
-                },
-                num_classes: if head { p.classes } else { 0 },
-                class_names: if head { names.clone() } else { Vec::new() },
-            },
-        )?);
+        let classes = if head { names.as_slice() } else { &[] };
+        spaces.push(store.put_space(&mut w, space_info(name, &format!("synth/{name}"), dim, classes))?);
     }
     store.commit(w)?;
 
@@ -459,23 +462,8 @@ pub fn series_store(dir: &Path, items: u32, steps: u32) -> Result<(Store, Series
     let mut spaces = Vec::new();
     for (s, (name, _)) in series.iter().enumerate() {
         let head = s > 0;
-        spaces.push(store.put_space(
-            &mut w,
-            SpaceInfo {
-                name: name.clone(),
-                index: 0,
-                dim: p.dim,
-                model: ModelSpec {
-                    kind: "synthetic".into(),
-                    source: format!("synth/run/{name}"),
-                    fingerprint: format!("synth-{name}"),
-                    pooling: "cls".into(),
-                    image_size: 32,
-                },
-                num_classes: if head { p.classes } else { 0 },
-                class_names: if head { names.clone() } else { Vec::new() },
-            },
-        )?);
+        let classes = if head { names.as_slice() } else { &[] };
+        spaces.push(store.put_space(&mut w, space_info(name, &format!("synth/run/{name}"), p.dim, classes))?);
     }
     let mut rng = StdRng::seed_from_u64(p.seed ^ 0x5e1e5);
     for i in 0..n {
