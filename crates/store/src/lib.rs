@@ -408,7 +408,38 @@ impl Store {
         check_data_file(dir)?;
         fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io { what: format!("creating store directory {}", dir.display()), source: e })?;
+        if !dir.join("data.mdb").exists() {
+            Store::create_data_file(dir)?;
+        }
         Store::open_env(dir)
+    }
+
+    /// Makes a new store's data.mdb in a folder beside it and links it into place only once its databases and
+    /// schema are committed, so a kill at any moment leaves no data.mdb or a whole one: an empty or headless
+    /// data.mdb is always damage, never a start cut short. Linking (not renaming) never replaces a data.mdb
+    /// that another process made meanwhile.
+    fn create_data_file(dir: &Path) -> Result<()> {
+        let new = dir.join(format!(".creating-{}", std::process::id()));
+        let io = |what: String| move |e| StoreError::Io { what, source: e };
+        match fs::remove_dir_all(&new) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", new.display()))(e));
+            }
+            _ => {}
+        }
+        fs::create_dir(&new).map_err(io(format!("creating {}", new.display())))?;
+        drop(Store::open_env(&new)?);
+        let target = dir.join("data.mdb");
+        match fs::hard_link(new.join("data.mdb"), &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A filesystem without hard links: a rename, which only a second creator at the same instant could race.
+            Err(_) => {
+                fs::rename(new.join("data.mdb"), &target).map_err(io(format!("creating {}", target.display())))?
+            }
+        }
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))?;
+        fs::remove_dir_all(&new).map_err(io(format!("removing {}", new.display())))
     }
 
     /// Opens an existing store; a directory without one is an error that says how to make one.

@@ -182,6 +182,23 @@ fn put_space_replaces_by_name_and_keeps_index() {
     assert_eq!(store.space(&w, "b").unwrap().unwrap().dim, 8);
 }
 
+/// A new store's data.mdb is made aside and linked into place whole, so a reader (or a rerun after kill -9) that
+/// finds a data.mdb never finds one without its meta pages; what a kill during the making leaves aside is cleared.
+#[test]
+fn a_new_store_appears_whole_and_leaves_nothing_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join(format!(".creating-{}", std::process::id()));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("data.mdb"), b"").unwrap();
+    drop(Store::create_or_open(dir.path()).unwrap());
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["data.mdb", "lock.mdb"]);
+    let store = Store::open_reading(dir.path()).unwrap();
+    assert_eq!(store.schema_version(&store.read_txn().unwrap()).unwrap(), torchlight_store::SCHEMA_VERSION);
+}
+
 #[test]
 fn missing_store_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
