@@ -1,13 +1,15 @@
 //! torchlight's side of benches/analysis.py: exact kNN (k = 10, cosine) + cleanlab outlier scores on
 //! Fashion-MNIST raw pixels, then (with LAYOUT.npy) the UMAP projection as `analyze` makes it: exact 15-NN,
-//! PCA initialisation, UMAP. Prints one JSON line with the timings and writes the scores (and layout) as .npy
+//! PCA initialisation, UMAP, and the whole of one space's analysis (that 15-NN search also giving the scores).
+//! Prints one JSON line with the timings and writes the scores (and layout) as .npy
 //! so the script can check them against cleanlab's (and umap-learn's quality) in the same run.
 //!
 //! cargo bench --bench analysis -- N SCORES.npy [cpu|cuda] [LAYOUT.npy]
 //! With BENCH_FEATURES=X.npy the first N rows of that float matrix (model embeddings) replace the pixels;
 //! BENCH_SCREEN=0 turns the int8 screen off (plain f32 products); BENCH_PORTABLE=1 runs the portable loops
 //! instead of the CPU's vector instructions (`Simd::Portable`); BENCH_REPEAT=R runs kNN + scores R times
-//! and reports the median (and the fastest), which a busy machine's noise moves less than a single run.
+//! and reports the median (and the fastest), which a busy machine's noise moves less than a single run;
+//! BENCH_UMAP_EPOCHS=E sets UMAP's epochs (default umap-learn's: 500 up to 10,000 items, else 200).
 
 use std::io::Read;
 use std::time::Instant;
@@ -67,21 +69,37 @@ fn main() {
     let scores = scores.expect("at least one run");
     let f: Vec<f32> = scores.scores.iter().map(|&s| s as f32).collect();
     torchlight_store::npy::write_f32(std::fs::File::create(&out).unwrap(), &[n], &f).unwrap();
-    let mut umap_s = f64::NAN;
+    // One space's analysis as `analyze` runs it: one 15-NN search whose first 10 columns give the scores, PCA,
+    // UMAP. `umap_s` leaves the scores out, to compare with umap-learn (which searches its own neighbours).
+    let (mut umap_s, mut analysis_s, mut stages) = (f64::NAN, f64::NAN, String::new());
     if let Some(layout_path) = args.get(3) {
+        let epochs = std::env::var("BENCH_UMAP_EPOCHS").ok().and_then(|v| v.parse().ok());
+        let params = umap::UmapParams { n_epochs: epochs, ..umap::UmapParams::default() };
         let t0 = Instant::now();
-        let params = umap::UmapParams::default();
         let g = knn::exact_knn(&x, n, d, &KnnOptions { k: params.n_neighbors, ..opts }, &Hooks::none()).unwrap();
+        let t_knn = t0.elapsed().as_secs_f64();
+        std::hint::black_box(outlier::outlier_scores(&g.truncate(10), 10, Metric::Cosine));
+        let t_scores = t0.elapsed().as_secs_f64();
         let init = pca::pca_2d(&x, n, d);
+        let t_pca = t0.elapsed().as_secs_f64();
         let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &params, &init.coords);
-        umap_s = t0.elapsed().as_secs_f64();
+        analysis_s = t0.elapsed().as_secs_f64();
+        umap_s = analysis_s - (t_scores - t_knn);
+        stages = format!(
+            ", \"stages\": {{\"knn15\": {t_knn:.4}, \"scores\": {:.4}, \"pca\": {:.4}, \"umap\": {:.4}}}",
+            t_scores - t_knn,
+            t_pca - t_scores,
+            analysis_s - t_pca
+        );
         torchlight_store::npy::write_f32(std::fs::File::create(layout_path).unwrap(), &[n, 2], &layout).unwrap();
     }
+    let null_or = |v: f64| if v.is_nan() { "null".to_string() } else { format!("{v:.4}") };
     println!(
-        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"screen\": {screen}, \"portable\": {portable}, \"rescanned\": {}, \"declined\": {}, \"runs\": {repeat}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"fastest_s\": {fastest:.4}, \"umap_s\": {}}}",
+        "{{\"n\": {n}, \"device\": \"{device:?}\", \"threads\": {}, \"screen\": {screen}, \"portable\": {portable}, \"rescanned\": {}, \"declined\": {}, \"runs\": {repeat}, \"knn_s\": {t_knn:.4}, \"knn_outlier_s\": {total:.4}, \"fastest_s\": {fastest:.4}, \"umap_s\": {}, \"analysis_s\": {}{stages}}}",
         rayon::current_num_threads(),
         stats.map_or("null".to_string(), |s| s.rescanned.to_string()),
         stats.is_some_and(|s| s.declined),
-        if umap_s.is_nan() { "null".to_string() } else { format!("{umap_s:.4}") }
+        null_or(umap_s),
+        null_or(analysis_s),
     );
 }

@@ -235,7 +235,7 @@ fn warm_started_umap_keeps_quality_in_fewer_epochs() {
     let defaults = umap::UmapParams::default();
     let layout0 = umap::umap_2d(&g0.ids, &g0.dists, n, g0.k, &defaults, &pca::pca_2d(&x0, n, d).coords);
     let cold = umap::umap_2d(&g1.ids, &g1.dists, n, g1.k, &defaults, &pca::pca_2d(&x1, n, d).coords);
-    let warm_params = umap::UmapParams { n_epochs: Some(umap::warm_start_epochs(n)), ..defaults };
+    let warm_params = defaults.warm_start(n);
     let warm = umap::umap_2d(&g1.ids, &g1.dists, n, g1.k, &warm_params, &layout0);
     assert!(umap::warm_start_epochs(n) * 3 <= umap::default_epochs(n));
 

@@ -324,11 +324,14 @@ fn run_space(
                 }
                 None => None,
             };
-            let n_epochs = match &previous {
-                Some(_) => u.n_epochs.or(Some(umap::warm_start_epochs(n))),
-                None => u.n_epochs,
+            let up = umap::UmapParams {
+                n_neighbors: u.n_neighbors,
+                min_dist: u.min_dist,
+                seed: u.seed,
+                n_epochs: u.n_epochs,
+                ..Default::default()
             };
-            let up = umap::UmapParams { n_neighbors: u.n_neighbors, min_dist: u.min_dist, seed: u.seed, n_epochs };
+            let up = if previous.is_some() { up.warm_start(n) } else { up };
             let layout = umap::umap_2d(&g.ids, &g.dists, n, g.k, &up, previous.as_deref().unwrap_or(&pca.coords));
             lap(if previous.is_some() { "umap (warm start)" } else { "umap" }, &mut timings);
             Some(layout)

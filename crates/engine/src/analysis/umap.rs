@@ -12,7 +12,10 @@
 //! epoch and every point moves only itself (its attraction step counted twice, since the graph is
 //! symmetric and umap-learn moves both ends of each of the two directed edges). Points are independent
 //! within an epoch, so epochs run in parallel on rayon and the layout depends only on the seed: it is
-//! identical for any thread count. Negative samples come from a per-point splitmix64 stream.
+//! identical for any thread count. Negative samples come from a per-point splitmix64 stream, and the negative
+//! samples of one edge all push from the position the point had before them, summed: independent steps,
+//! computed side by side, where a chain of dependent ones would wait on each power in turn
+//! (trustworthiness unchanged: tests/projection.rs and benches/analysis.py compare it with umap-learn's).
 
 use rayon::prelude::*;
 
@@ -27,11 +30,13 @@ pub struct UmapParams {
     pub seed: u64,
     /// Optimisation epochs; `None`: 500 for n <= 10,000, else 200.
     pub n_epochs: Option<usize>,
+    /// Step size at the first epoch, decaying linearly to 0 (umap-learn's `learning_rate`).
+    pub learning_rate: f32,
 }
 
 impl Default for UmapParams {
     fn default() -> Self {
-        UmapParams { n_neighbors: 15, min_dist: 0.1, seed: 42, n_epochs: None }
+        UmapParams { n_neighbors: 15, min_dist: 0.1, seed: 42, n_epochs: None, learning_rate: 1.0 }
     }
 }
 
@@ -66,7 +71,7 @@ pub fn umap_2d(knn_ids: &[u32], knn_dists: &[f32], n: usize, k: usize, params: &
         return embedding;
     }
     let (a, b) = find_ab_params(1.0, params.min_dist as f64);
-    optimize_layout(&mut embedding, &graph, n_epochs, a as f32, b as f32, params.seed);
+    optimize_layout(&mut embedding, &graph, n_epochs, a as f32, b as f32, params);
     embedding
 }
 
@@ -81,6 +86,20 @@ pub fn default_epochs(n: usize) -> usize {
 /// run's would.
 pub fn warm_start_epochs(n: usize) -> usize {
     default_epochs(n) * 3 / 10
+}
+
+impl UmapParams {
+    /// These parameters for a layout started from a neighbouring one (the previous checkpoint's) instead of
+    /// PCA: `warm_start_epochs` unless epochs are set, from a quarter of the learning rate, as umap-learn's
+    /// `transform` places new points into a fitted layout. The coarse structure is already in place; a full
+    /// step would shake it loose before the fewer epochs could settle it again.
+    pub fn warm_start(&self, n: usize) -> UmapParams {
+        UmapParams {
+            n_epochs: self.n_epochs.or(Some(warm_start_epochs(n))),
+            learning_rate: self.learning_rate / 4.0,
+            ..self.clone()
+        }
+    }
 }
 
 /// Symmetric fuzzy graph in CSR form: the out-edges of point i are `cols[row_ptr[i]..row_ptr[i + 1]]`.
@@ -344,7 +363,8 @@ struct Schedule {
     next_negative: Vec<f32>,
 }
 
-fn optimize_layout(embedding: &mut [f32], graph: &FuzzyGraph, n_epochs: usize, a: f32, b: f32, seed: u64) {
+fn optimize_layout(embedding: &mut [f32], graph: &FuzzyGraph, n_epochs: usize, a: f32, b: f32, params: &UmapParams) {
+    let seed = params.seed;
     let n = graph.row_ptr.len() - 1;
     let max = graph.weights.iter().copied().fold(0.0f32, f32::max);
     // umap-learn: n_samples = n_epochs * w / max; epochs_per_sample = n_epochs / n_samples (in f64).
@@ -366,7 +386,7 @@ fn optimize_layout(embedding: &mut [f32], graph: &FuzzyGraph, n_epochs: usize, a
     let mut rngs: Vec<Rng> =
         (0..n).map(|i| Rng::new(Rng::new(seed ^ (i as u64).wrapping_mul(0xA24B_AED4)).next_u64())).collect();
     let mut snapshot = embedding.to_vec();
-    let mut alpha = 1.0f32;
+    let mut alpha = params.learning_rate;
     for epoch in 0..n_epochs {
         snapshot.copy_from_slice(embedding);
         let ctx = EpochContext { graph, snapshot: &snapshot, a, b, alpha, epoch: epoch as f32, n: n as u32 };
@@ -396,7 +416,7 @@ fn optimize_layout(embedding: &mut [f32], graph: &FuzzyGraph, n_epochs: usize, a
         tasks.into_par_iter().for_each(|(first, emb, rngs, eps, next, epn, nextn)| {
             ctx.run_chunk(first, emb, rngs, eps, next, epn, nextn);
         });
-        alpha = 1.0 - epoch as f32 / n_epochs as f32;
+        alpha = params.learning_rate * (1.0 - epoch as f32 / n_epochs as f32);
     }
 }
 
@@ -432,10 +452,30 @@ fn fast_log2(x: f32) -> f32 {
 #[inline]
 fn fast_exp2(y: f32) -> f32 {
     let y = y.clamp(-126.0, 126.0);
-    let i = y.floor();
-    let f = (y - i) * std::f32::consts::LN_2; // 2^(y - i) = e^f, f in [0, ln 2)
+    // floor by truncation: `f32::floor` is a libm call on baseline x86-64 (no SSE4.1 round).
+    let t = y as i32;
+    let i = if (t as f32) > y { t - 1 } else { t };
+    let f = (y - i as f32) * std::f32::consts::LN_2; // 2^(y - i) = e^f, f in [0, ln 2)
     let p = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
-    f32::from_bits(((i as i32 + 127) as u32) << 23) * p
+    f32::from_bits(((i + 127) as u32) << 23) * p
+}
+
+/// Negative samples handled side by side: a fixed width the compiler turns into vector instructions.
+const LANES: usize = 8;
+
+/// The summed, clipped repulsion from up to `LANES` negative samples at offsets (dx, dy); a zero offset (an
+/// unused lane, or the point itself) pushes nothing.
+#[inline]
+fn repulsion(dx: &[f32; LANES], dy: &[f32; LANES], a: f32, b: f32) -> [f32; 2] {
+    let (mut sx, mut sy) = ([0.0f32; LANES], [0.0f32; LANES]);
+    for l in 0..LANES {
+        let d2 = dx[l] * dx[l] + dy[l] * dy[l];
+        let p = fast_pow(d2, b);
+        let coeff = 2.0 * REPULSION_STRENGTH * b / ((0.001 + d2) * (a * p + 1.0));
+        let coeff = if d2 > 0.0 { coeff } else { 0.0 };
+        (sx[l], sy[l]) = (clip(coeff * dx[l]), clip(coeff * dy[l]));
+    }
+    [sx.iter().sum(), sy.iter().sum()]
 }
 
 #[inline]
@@ -480,18 +520,20 @@ impl EpochContext<'_> {
                 }
                 next[le] += eps[le];
                 let n_neg = ((epoch - nextn[le]) / epn[le]) as usize;
-                for _ in 0..n_neg {
-                    let k = rng.below(self.n) as usize;
-                    let other = [snap[2 * k], snap[2 * k + 1]];
-                    let diff = [cur[0] - other[0], cur[1] - other[1]];
-                    let d2 = diff[0] * diff[0] + diff[1] * diff[1];
-                    if d2 > 0.0 {
-                        let p = fast_pow(d2, b);
-                        let coeff = 2.0 * REPULSION_STRENGTH * b / ((0.001 + d2) * (a * p + 1.0));
-                        cur[0] += clip(coeff * diff[0]) * alpha;
-                        cur[1] += clip(coeff * diff[1]) * alpha;
+                let mut push = [0.0f32; 2];
+                let mut left = n_neg;
+                while left > 0 {
+                    let (mut dx, mut dy) = ([0.0f32; LANES], [0.0f32; LANES]);
+                    for l in 0..left.min(LANES) {
+                        let k = rng.below(self.n) as usize;
+                        (dx[l], dy[l]) = (cur[0] - snap[2 * k], cur[1] - snap[2 * k + 1]);
                     }
+                    let step = repulsion(&dx, &dy, a, b);
+                    push = [push[0] + step[0], push[1] + step[1]];
+                    left -= left.min(LANES);
                 }
+                cur[0] += push[0] * alpha;
+                cur[1] += push[1] * alpha;
                 nextn[le] += n_neg as f32 * epn[le];
             }
             emb[2 * local] = cur[0];
