@@ -42,6 +42,10 @@ pub struct SynthParams {
     pub label_noise: f32,
     pub duplicate_fraction: f32,
     pub seed: u64,
+    /// The two spaces' names, in order; `SPACES` makes the article's foundation/fine-tuned pair.
+    pub spaces: [&'static str; 2],
+    /// Write the drift columns from the first space to the second under "", as analysis does for the pair.
+    pub drift: bool,
 }
 
 impl Default for SynthParams {
@@ -58,6 +62,8 @@ impl Default for SynthParams {
             label_noise: 0.03,
             duplicate_fraction: 0.01,
             seed: 7,
+            spaces: SPACES,
+            drift: false,
         }
     }
 }
@@ -298,7 +304,7 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
     store.put_dataset(&mut w, &dataset)?;
     store.put_label_names(&mut w, &names)?;
     let mut spaces = Vec::new();
-    for (s, name) in SPACES.iter().enumerate() {
+    for (s, name) in p.spaces.iter().enumerate() {
         let head = s == 1;
         let classes = if head { names.as_slice() } else { &[] };
         spaces.push(store.put_space(&mut w, space_info(name, &format!("synth/{name}"), dim, classes))?);
@@ -341,8 +347,12 @@ pub fn generate(dir: &Path, p: &SynthParams) -> Result<(Store, Truth)> {
     store.commit(w)?;
 
     // Analysis columns, one write per space, as analysis commits them.
+    let mut analysed = Vec::new();
     for (s, sp) in spaces.iter().enumerate() {
-        put_analysis(&store, sp, &t.pos[s], &t, p)?;
+        analysed.push(put_analysis(&store, sp, &t.pos[s], &t, p)?);
+    }
+    if p.drift {
+        put_drift(&store, "", (&analysed[0], &t.pos[0]), (&analysed[1], &t.pos[1]))?;
     }
 
     if p.embeddings && p.ann && n > 1 {
