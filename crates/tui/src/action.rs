@@ -44,7 +44,7 @@ pub enum Action {
     /// Pan the scatter by a fraction of its width / height.
     Pan(f32, f32),
     ResetView,
-    /// Open or close the drift view of a checkpoint series.
+    /// Open or close the drift view of a checkpoint series (or the foundation/fine-tuned pair).
     DriftView,
     /// Show the checkpoint this many steps later (negative: earlier).
     Scrub(i64),

@@ -93,9 +93,25 @@ impl Drift {
     }
 }
 
-/// A fine-tuning run's checkpoints, as spaces of this store in step order, and its loss log.
+/// The spaces of the article's before/after comparison, which a store without a series may hold.
+pub const FOUNDATION: &str = "foundation";
+pub const FINETUNED: &str = "finetuned";
+
+/// What the steps of a `SeriesData` are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeriesKind {
+    /// A fine-tuning run's checkpoints at their training steps, with its loss log.
+    #[default]
+    Checkpoints,
+    /// `FOUNDATION` then `FINETUNED`: two models, not a run, so no training steps and no loss log.
+    Pair,
+}
+
+/// Spaces of this store in order, as the drift view steps through them: a fine-tuning run's checkpoints in
+/// step order with its loss log, or the foundation/fine-tuned pair.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesData {
+    pub kind: SeriesKind,
     pub steps: Vec<Step>,
     pub losses: Vec<LossPoint>,
 }
@@ -104,10 +120,19 @@ pub struct SeriesData {
 pub struct Step {
     /// Index in `Data::spaces`.
     pub space: usize,
+    /// The training step; 0 in a pair, which has none.
     pub step: u64,
 }
 
 impl SeriesData {
+    /// The foundation/fine-tuned pair, when the store has both spaces: analysis writes their drift under ""
+    /// as it does a series' first to last, so the drift view can compare them the same way.
+    fn pair(spaces: &[SpaceData]) -> Option<SeriesData> {
+        let at = |name: &str| spaces.iter().position(|sp| sp.name == name);
+        let steps = [at(FOUNDATION)?, at(FINETUNED)?].map(|space| Step { space, step: 0 });
+        Some(SeriesData { kind: SeriesKind::Pair, steps: steps.to_vec(), losses: Vec::new() })
+    }
+
     /// The training loss at a step: the last one logged at or before it (none before the first log).
     pub fn loss_at(&self, step: u64) -> Option<f64> {
         self.losses.iter().take_while(|l| l.step <= step).last().map(|l| l.loss)
@@ -129,7 +154,8 @@ pub struct Data {
     pub source_prefix: String,
     /// Drift between the first and the last space of the series (or foundation and fine-tuned).
     pub drift: Drift,
-    /// The checkpoint series, when the store holds one whose spaces it has.
+    /// The checkpoint series, when the store holds one whose spaces it has; else the foundation/fine-tuned
+    /// pair, when it has both.
     pub series: Option<SeriesData>,
 }
 
@@ -192,6 +218,7 @@ impl Data {
         }
         let tags = store.tags(&r)?.into_iter().collect();
         let series = store.series(&r)?.map(|s| SeriesData {
+            kind: SeriesKind::Checkpoints,
             // A step whose space is not (yet) in the store cannot be shown.
             steps: s
                 .steps
@@ -202,7 +229,7 @@ impl Data {
         });
         Ok(Data {
             drift: Drift::load(store, &r, "", n)?,
-            series: series.filter(|s| !s.steps.is_empty()),
+            series: series.filter(|s| !s.steps.is_empty()).or_else(|| SeriesData::pair(&spaces)),
             items: n as u32,
             label: Arc::new(label),
             label_names,

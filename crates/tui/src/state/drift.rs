@@ -1,10 +1,10 @@
-//! The drift view's state: which checkpoint of a fine-tuning series is shown, whether the series plays as an
-//! animation, the loss curve as chart points, and the selected item's trajectory across the checkpoints
-//! (in projection coordinates, and as braille cells on the current raster).
+//! The drift view's state: which checkpoint of a fine-tuning series (or which of the foundation/fine-tuned
+//! pair) is shown, whether the series plays as an animation, the loss curve as chart points, and the selected
+//! item's trajectory across the steps (in projection coordinates, and as braille cells on the current raster).
 
 use std::time::Duration;
 
-use crate::data::{Data, SeriesData};
+use crate::data::{Data, Drift, SeriesData, SeriesKind};
 use crate::plot::{self, PathCell, Raster};
 
 /// Time between two steps of the animation.
@@ -29,7 +29,7 @@ pub struct DriftView {
 }
 
 impl DriftView {
-    /// The drift view of the store's series; without one it cannot be opened.
+    /// The drift view of the store's series (or pair); without one it cannot be opened.
     pub fn new(data: &Data) -> DriftView {
         let series = data.series.clone();
         let mut frame: Option<[f32; 4]> = None;
@@ -64,7 +64,7 @@ impl DriftView {
         }
     }
 
-    /// Whether the store has a series to show.
+    /// Whether the store has a series (or pair) to show.
     pub fn available(&self) -> bool {
         self.series.is_some()
     }
@@ -81,14 +81,19 @@ impl DriftView {
         self.series.as_ref()
     }
 
+    pub fn kind(&self) -> SeriesKind {
+        self.series.as_ref().map_or(SeriesKind::Checkpoints, |s| s.kind)
+    }
+
     /// Index of the step shown, and the number of steps.
     pub fn position(&self) -> (usize, usize) {
         (self.at, self.series.as_ref().map_or(0, |s| s.steps.len()))
     }
 
-    /// The training step shown.
+    /// The training step shown; none in a pair, whose two models are no steps of one run.
     pub fn step(&self) -> Option<u64> {
-        Some(self.series.as_ref()?.steps.get(self.at)?.step)
+        let s = self.series.as_ref().filter(|s| s.kind == SeriesKind::Checkpoints)?;
+        Some(s.steps.get(self.at)?.step)
     }
 
     /// The space (index in `Data::spaces`) of the step shown.
@@ -99,6 +104,20 @@ impl DriftView {
     /// The training loss at the step shown.
     pub fn loss(&self) -> Option<f64> {
         self.series.as_ref()?.loss_at(self.step()?)
+    }
+
+    /// How the step shown drifted: the name of the space before it and the drift columns from that one to
+    /// this one; none on the first step. A checkpoint keeps its drift under its own space; the fine-tuned
+    /// space of a pair has none of its own, its drift from the foundation is the dataset-level one.
+    pub fn step_drift<'a>(&self, data: &'a Data) -> Option<(&'a str, &'a Drift)> {
+        let s = self.series.as_ref()?;
+        let previous = s.steps.get(self.at.checked_sub(1)?)?;
+        let since = data.spaces.get(previous.space)?.name.as_str();
+        let drift = match s.kind {
+            SeriesKind::Checkpoints => &data.spaces.get(s.steps.get(self.at)?.space)?.drift,
+            SeriesKind::Pair => &data.drift,
+        };
+        Some((since, drift))
     }
 
     pub fn frame(&self) -> Option<[f32; 4]> {
@@ -226,7 +245,7 @@ mod tests {
     use torchlight_store::LossPoint;
 
     use super::DriftView;
-    use crate::data::{Data, SeriesData, SpaceData, Step};
+    use crate::data::{Data, Drift, SeriesData, SeriesKind, SpaceData, Step};
 
     /// Three steps of two items; the middle step has no projection yet.
     fn data() -> Data {
@@ -244,6 +263,7 @@ mod tests {
                 space("step-20", Some(vec![4.0, -2.0, 1.0, 1.0]), [1.0, -2.0, 4.0, 1.0]),
             ],
             series: Some(SeriesData {
+                kind: SeriesKind::Checkpoints,
                 steps: (0..3).map(|s| Step { space: s, step: 10 * s as u64 }).collect(),
                 losses: vec![LossPoint { step: 5, loss: 2.0 }, LossPoint { step: 15, loss: 1.0 }],
             }),
@@ -298,5 +318,31 @@ mod tests {
         assert!(d.trajectory().is_empty());
         assert_eq!(d.step_marker()[0].0, 0.0);
         assert_eq!(d.losses(), [(5.0, 2.0), (15.0, 1.0)]);
+    }
+
+    #[test]
+    fn a_pair_has_no_steps_or_loss_and_its_second_step_drifted_as_the_dataset() {
+        let mut data = data();
+        let steps = vec![Step { space: 0, step: 0 }, Step { space: 2, step: 0 }];
+        data.series = Some(SeriesData { kind: SeriesKind::Pair, steps, losses: Vec::new() });
+        data.drift = Drift { movement: Some(vec![3.0, 4.0]), ..Drift::default() };
+        let mut d = DriftView::new(&data);
+        d.toggle(0);
+        assert_eq!((d.position(), d.step(), d.loss()), ((0, 2), None, None));
+        assert!(d.step_drift(&data).is_none(), "nothing before the first step");
+        d.scrub(1);
+        let (since, drift) = d.step_drift(&data).unwrap();
+        assert_eq!((since, drift.of(1)[1]), ("foundation", Some(4.0)));
+    }
+
+    #[test]
+    fn a_checkpoint_drifted_as_its_own_space_says() {
+        let mut data = data();
+        data.spaces[2].drift = Drift { movement: Some(vec![1.0, 2.0]), ..Drift::default() };
+        data.drift = Drift { movement: Some(vec![9.0, 9.0]), ..Drift::default() };
+        let mut d = DriftView::new(&data);
+        d.toggle(2);
+        let (since, drift) = d.step_drift(&data).unwrap();
+        assert_eq!((since, drift.of(0)[1]), ("step-10", Some(1.0)));
     }
 }

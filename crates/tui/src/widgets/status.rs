@@ -161,7 +161,7 @@ pub struct Hints<'a> {
 /// What the hints say about the drift view.
 #[derive(Clone, Copy)]
 pub struct DriftHint {
-    /// The store has a checkpoint series.
+    /// The store has a checkpoint series or the foundation/fine-tuned pair.
     pub available: bool,
     pub on: bool,
     pub playing: bool,
