@@ -1,5 +1,5 @@
-//! The drift view's loss panel: the training loss over the steps with the checkpoint shown marked, and the
-//! selected item's drift from the checkpoint before it.
+//! The drift view's loss panel: the training loss over the steps with the checkpoint shown marked (a
+//! foundation/fine-tuned pair has no loss to show), and the selected item's drift from the step before it.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -7,15 +7,13 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget};
 
-use crate::data::{Data, Drift};
+use crate::data::{Data, Drift, SeriesKind};
 use crate::state::DriftView;
 use crate::theme::Theme;
 
 pub struct LossChart<'a> {
     pub drift: &'a DriftView,
     pub data: &'a Data,
-    /// The space shown (the checkpoint's).
-    pub space: usize,
     pub selected: Option<u32>,
     pub theme: &'a Theme,
 }
@@ -39,27 +37,26 @@ fn drift_words(drift: &Drift, id: u32) -> Option<String> {
 impl Widget for LossChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (t, d) = (self.theme, self.drift);
-        let (at, _) = d.position();
-        let previous = at.checked_sub(1).and_then(|i| d.series()?.steps.get(i));
-        let since = previous.and_then(|p| self.data.spaces.get(p.space)).map(|s| s.name.as_str());
-        let step_drift = self.data.spaces.get(self.space).map(|s| &s.drift);
-        let bottom = match (self.selected, since, step_drift) {
-            (Some(id), Some(since), Some(drift)) => {
-                drift_words(drift, id).map(|w| format!(" #{id} since {since}: {w} "))
-            }
+        let bottom = match (self.selected, d.step_drift(self.data)) {
+            (Some(id), Some((since, drift))) => drift_words(drift, id).map(|w| format!(" #{id} since {since}: {w} ")),
             _ => None,
         };
-        let title = match (d.step(), d.loss()) {
-            (Some(step), Some(loss)) => format!(" training loss · step {step}: {loss:.3} "),
-            (Some(step), None) => format!(" training loss · step {step} "),
+        let title = match (d.kind(), d.step(), d.loss()) {
+            (SeriesKind::Pair, ..) => " before → after fine-tuning ".to_string(),
+            (_, Some(step), Some(loss)) => format!(" training loss · step {step}: {loss:.3} "),
+            (_, Some(step), None) => format!(" training loss · step {step} "),
             _ => " training loss ".to_string(),
         };
         let mut block = Block::bordered().border_style(t.border()).title(title).title_style(t.title());
         if let Some(bottom) = bottom {
             block = block.title_bottom(Line::from(Span::styled(bottom, t.trail())));
         }
+        let empty = match d.kind() {
+            SeriesKind::Pair => "no training log for a foundation/fine-tuned pair",
+            SeriesKind::Checkpoints => "no loss log in this series",
+        };
         if d.losses().is_empty() {
-            Paragraph::new("no loss log in this series").style(t.dim()).block(block).render(area, buf);
+            Paragraph::new(empty).style(t.dim()).block(block).render(area, buf);
             return;
         }
         let [x0, x1] = d.step_range();

@@ -41,7 +41,7 @@ impl Widget for &App {
             }
             if let Some(drift) = drift {
                 let selected = self.selected();
-                drift::LossChart { drift, data, space, selected, theme }.render(areas.loss, buf);
+                drift::LossChart { drift, data, selected, theme }.render(areas.loss, buf);
             }
         }
         let marked = self.triage().marks().len();

@@ -1,6 +1,7 @@
 //! A scatter panel: the pixel scatter when one of the current raster has arrived, else the braille
 //! raster with the marked outliers, the selected item and its neighbours on top; a legend under it. In the
-//! drift view the title names the checkpoint and the selected item's trajectory is drawn across it.
+//! drift view the title names the checkpoint (or the pair's comparison) and the selected item's trajectory is
+//! drawn across it.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -8,7 +9,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Widget};
 
-use crate::data::Data;
+use crate::data::{Data, FINETUNED, FOUNDATION, SeriesKind};
 use crate::layout::plot_area;
 use crate::plot::{Raster, cell};
 use crate::preview::PictureView;
@@ -39,10 +40,17 @@ impl Widget for ScatterPanel<'_> {
         let title = match self.drift {
             Some(d) => {
                 let (at, n) = d.position();
-                let loss = d.loss().map_or("-".to_string(), |l| format!("{l:.3}"));
                 let play = if d.is_playing() { "▶ " } else { "" };
-                let step = d.step().unwrap_or(0);
-                format!(" {play}step {step} · {name} · loss {loss} · {}/{n} {projection}{zoom} ", at + 1)
+                match d.kind() {
+                    SeriesKind::Pair => {
+                        format!(" {play}{FOUNDATION} → {FINETUNED} · {name} · {}/{n} {projection}{zoom} ", at + 1)
+                    }
+                    SeriesKind::Checkpoints => {
+                        let step = d.step().unwrap_or(0);
+                        let loss = d.loss().map_or("-".to_string(), |l| format!("{l:.3}"));
+                        format!(" {play}step {step} · {name} · loss {loss} · {}/{n} {projection}{zoom} ", at + 1)
+                    }
+                }
             }
             None => format!(" {projection} · {name}{zoom} "),
         };
