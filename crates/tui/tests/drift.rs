@@ -1,5 +1,6 @@
-//! The drift view over a synthetic fine-tuning series: scrubbing, playing, the trajectory, drift sorting, and
-//! snapshots of the view (TestBackend, text-only graphics so they are deterministic).
+//! The drift view over a synthetic fine-tuning series and over a foundation/fine-tuned pair: scrubbing,
+//! playing, the trajectory, drift sorting, and snapshots of the view (TestBackend, text-only graphics so they
+//! are deterministic).
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::mpsc::{self, Receiver};
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
 use torchlight_store::{Store, columns};
-use torchlight_synth::{self as synth, SeriesTruth};
+use torchlight_synth::{self as synth, SeriesTruth, SynthParams, Truth};
 use torchlight_tui::app::{App, Options};
 use torchlight_tui::event::Event;
 use torchlight_tui::filter::SortKey;
@@ -25,6 +26,13 @@ const STEPS: u32 = 5;
 
 fn make(dir: &Path) -> (Arc<Store>, SeriesTruth) {
     let (store, truth) = synth::series_store(dir, ITEMS, STEPS).unwrap();
+    (Arc::new(store), truth)
+}
+
+/// A store without a series but with the foundation and finetuned spaces and the drift between them.
+fn make_pair(dir: &Path) -> (Arc<Store>, Truth) {
+    let p = SynthParams { items: ITEMS, ann: false, drift: true, ..SynthParams::default() };
+    let (store, truth) = synth::generate(dir, &p).unwrap();
     (Arc::new(store), truth)
 }
 
@@ -173,16 +181,53 @@ fn the_sort_cycle_reaches_the_drift_columns_and_the_inspector_shows_them() {
 }
 
 #[test]
-fn a_store_without_a_series_says_how_to_get_one() {
+fn a_store_without_a_series_or_the_pair_says_how_to_get_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = synth::generate(dir.path(), &synth::SynthParams { items: 50, ..Default::default() }).unwrap();
+    let p = SynthParams { items: 50, spaces: ["clip", "dino"], ..SynthParams::default() };
+    let (store, _) = synth::generate(dir.path(), &p).unwrap();
     let (mut app, _rx) = open(Arc::new(store), 80, 24);
     key(&mut app, KeyCode::Char('F'));
     assert_eq!(app.arrangement(), Arrangement::Main);
     assert!(app.message().unwrap().contains("--checkpoints"), "{:?}", app.message());
     key(&mut app, KeyCode::Char(']'));
-    assert_eq!(app.space_name(), "foundation");
+    assert_eq!(app.space_name(), "clip");
     assert!(!screen(&draw(&app)).contains(" F drift"), "no drift hint without a series");
+}
+
+#[test]
+fn the_pair_steps_from_foundation_to_finetuned_without_training_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, truth) = make_pair(dir.path());
+    let (mut app, _rx) = open(store, 120, 40);
+    assert!(screen(&draw(&app)).contains(" F drift"), "the pair is a drift view to open");
+    chars(&mut app, "jjj");
+    assert!(key(&mut app, KeyCode::Char('F')));
+    assert_eq!(app.arrangement(), Arrangement::Drift);
+    assert_eq!((app.drift().position(), app.space_name()), ((0, 2), "foundation"));
+    assert_eq!((app.drift().step(), app.drift().loss()), (None, None), "two models, not steps of a run");
+    let id = app.selected().unwrap() as usize;
+    let want: Vec<(f32, f32)> = truth.pos.iter().map(|p| (p[2 * id], p[2 * id + 1])).collect();
+    assert_eq!(app.drift().trajectory(), &want[..]);
+    let text = screen(&draw(&app));
+    assert!(text.contains(" foundation → finetuned · foundation · 1/2 umap "), "{text}");
+    assert!(text.contains(" before → after fine-tuning ") && text.contains("no training log"), "{text}");
+    assert!(!text.contains("step 0") && !text.contains("loss") && !text.contains(" since "), "{text}");
+    key(&mut app, KeyCode::Char(']'));
+    assert_eq!((app.drift().position(), app.space_name()), ((1, 2), "finetuned"));
+    chars(&mut app, "]");
+    assert_eq!(app.drift().position().0, 1, "no step after the second");
+    // The fine-tuned space keeps no drift of its own: the words are the dataset-level ("") columns.
+    let col = |name| column_f32(app.store(), "", name)[id];
+    let (j, m, r) = (col(columns::DRIFT_KNN_JACCARD), col(columns::DRIFT_MOVEMENT), col(columns::DRIFT_RANK_CHANGE));
+    let words = format!(" #{id} since foundation: jaccard {j:.2} · moved {m:.2} · rank {r:+.0} ");
+    let text = screen(&draw(&app));
+    assert!(text.contains(&words), "{words} in\n{text}");
+    assert!(text.contains(" foundation → finetuned · finetuned · 2/2 umap "), "{text}");
+    // Play starts over from the foundation and stops on the fine-tuned space.
+    key(&mut app, KeyCode::Char('P'));
+    assert_eq!(app.drift().position().0, 0);
+    assert!(app.handle(Event::Frame));
+    assert_eq!((app.drift().position().0, app.drift().is_playing()), (1, false));
 }
 
 #[test]
@@ -282,5 +327,15 @@ mod snapshots {
         insta::assert_snapshot!("drift_step_20_trajectory_120x40", screen(&draw(&app)));
         chars(&mut app, "]]P");
         insta::assert_snapshot!("drift_last_step_replay_120x40", screen(&draw(&app)));
+    }
+
+    #[test]
+    fn drift_view_of_the_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = make_pair(dir.path());
+        // Sorted by movement, the top item is one fine-tuning moved far.
+        let (mut app, _rx) = open(store, 120, 40);
+        chars(&mut app, "ssgF]");
+        insta::assert_snapshot!("drift_pair_finetuned_120x40", screen(&draw(&app)));
     }
 }
