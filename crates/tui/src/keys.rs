@@ -79,7 +79,7 @@ pub static NORMAL: LazyLock<Vec<Binding>> = LazyLock::new(|| {
         b(&[k('K')], A::Pan(0.0, 0.2), "view", "pan up"),
         b(&[k('J')], A::Pan(0.0, -0.2), "view", "pan down"),
         b(&[k('0')], A::ResetView, "view", "reset zoom and pan"),
-        b(&[k('F')], A::DriftView, "drift", "fine-tuning drift view"),
+        b(&[k('F')], A::DriftView, "drift", "drift: series or base→tuned"),
         b(&[k('[')], A::Scrub(-1), "drift", "previous checkpoint"),
         b(&[k(']')], A::Scrub(1), "drift", "next checkpoint"),
         b(&[k('P')], A::Play, "drift", "play / stop the checkpoints"),
