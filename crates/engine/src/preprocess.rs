@@ -432,6 +432,13 @@ fn crop_axis(size: u32, crop: u32) -> (usize, usize, usize) {
 
 /// Converts to RGB (or Pillow's luma), resizes, crops, rescales and normalises: `channels * h * w` values, CHW.
 pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
+    let mut out = Vec::new();
+    preprocess_into(img, cfg, &mut out);
+    out
+}
+
+/// `preprocess`, appending to `out`: the decode pool writes each image straight into its batch.
+pub fn preprocess_into(img: &DynamicImage, cfg: &PreprocessConfig, out: &mut Vec<f32>) {
     let c = cfg.channels as usize;
     // A grey image made RGB has three equal channels, and resizing treats channels apart: resize the grey
     // plane alone and read it for all three.
@@ -448,18 +455,45 @@ pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
     let (src_y, dst_y, rows) = crop_axis(height, out_h);
     let (src_x, dst_x, cols) = crop_axis(width, out_w);
     let (out_h, out_w, width) = (out_h as usize, out_w as usize, width as usize);
-    let mut out = vec![0f32; c * out_h * out_w];
+    let plane_len = out_h * out_w;
+    let scale = cfg.rescale_factor.unwrap_or(1.0);
+    let norm = |ch: usize| match cfg.mean.len() {
+        0 => (0.0, 1.0),
+        1 => (cfg.mean[0], cfg.std[0]),
+        _ => (cfg.mean[ch], cfg.std[ch]),
+    };
+    // Each of the 256 levels normalised once, by the same f32 arithmetic as pixel by pixel.
+    let lut = |ch: usize| -> [f32; 256] {
+        let (mean, std) = norm(ch);
+        std::array::from_fn(|v| (v as f32 * scale - mean) / std)
+    };
+    let base = out.len();
+    if grey && (rows, cols) == (out_h, out_w) && pixels.len() == plane_len {
+        // The usual grey case, neither cropped nor padded: each plane written once, without zeroing first.
+        let first = lut(0);
+        out.extend(pixels.iter().map(|&p| first[p as usize]));
+        for ch in 1..c {
+            if norm(ch) == norm(0) {
+                out.extend_from_within(base..base + plane_len);
+            } else {
+                let table = lut(ch);
+                out.extend(pixels.iter().map(|&p| table[p as usize]));
+            }
+        }
+        return;
+    }
+    out.resize(base + c * plane_len, 0.0);
+    let out = &mut out[base..];
     for ch in 0..c {
-        let scale = cfg.rescale_factor.unwrap_or(1.0);
-        let (mean, std) = match cfg.mean.len() {
-            0 => (0.0, 1.0),
-            1 => (cfg.mean[0], cfg.std[0]),
-            _ => (cfg.mean[ch], cfg.std[ch]),
-        };
-        // Each of the 256 levels normalised once, by the same f32 arithmetic as pixel by pixel.
-        let lut: [f32; 256] = std::array::from_fn(|v| (v as f32 * scale - mean) / std);
+        let (mean, std) = norm(ch);
+        // A grey image's channels normalised alike are the same plane.
+        if grey && ch > 0 && norm(0) == (mean, std) {
+            out.copy_within(0..plane_len, ch * plane_len);
+            continue;
+        }
+        let lut = lut(ch);
         let at = if grey { 0 } else { ch };
-        let plane = &mut out[ch * out_h * out_w..(ch + 1) * out_h * out_w];
+        let plane = &mut out[ch * plane_len..(ch + 1) * plane_len];
         // Padding is pixel value 0 before rescaling and normalising.
         if (rows, cols) != (out_h, out_w) {
             plane.fill((0.0 - mean) / std);
@@ -473,7 +507,6 @@ pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
             }
         }
     }
-    out
 }
 
 /// 8-bit interleaved pixels with `channels` values each, as transformers' `convert_to_rgb` gives them: images

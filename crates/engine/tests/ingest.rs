@@ -33,19 +33,22 @@ fn folder(dir: &Path) {
     std::fs::write(dir.join("class2/00a.jpg"), b"").unwrap();
 }
 
-/// Input = per-channel means and the image size, at `scale`: cheap and deterministic.
+/// The test models' preprocessing: `input`, appended to the batch.
 fn prepare(scale: f32) -> ingest::PrepareFn {
-    Arc::new(move |img: &DynamicImage| {
-        let rgb = img.to_rgb8();
-        let n = (rgb.width() * rgb.height()) as f32;
-        let mut sums = [0f32; 3];
-        for p in rgb.pixels() {
-            for c in 0..3 {
-                sums[c] += f32::from(p[c]);
-            }
+    Arc::new(move |img: &DynamicImage, out: &mut Vec<f32>| out.extend(input(img, scale)))
+}
+
+/// Input = per-channel means and the image size, at `scale`: cheap and deterministic.
+fn input(img: &DynamicImage, scale: f32) -> Vec<f32> {
+    let rgb = img.to_rgb8();
+    let n = (rgb.width() * rgb.height()) as f32;
+    let mut sums = [0f32; 3];
+    for p in rgb.pixels() {
+        for c in 0..3 {
+            sums[c] += f32::from(p[c]);
         }
-        vec![sums[0] / n * scale, sums[1] / n * scale, sums[2] / n * scale, rgb.width() as f32, rgb.height() as f32]
-    })
+    }
+    vec![sums[0] / n * scale, sums[1] / n * scale, sums[2] / n * scale, rgb.width() as f32, rgb.height() as f32]
 }
 
 /// A "model" of dimension 4 (and a 2-class head when `head`): a fixed linear map of the input.
@@ -63,7 +66,7 @@ fn model(name: &str, weights: &str, head: bool) -> SpaceModel {
         space: ingest::space_info(name, spec, 4, classes, if head { vec!["a".into(), "b".into()] } else { vec![] }),
         prepare_key: format!("means{w}"),
         prepare: prepare(w),
-        embed: Box::new(move |batch: &[f32], n: usize| {
+        embed: Box::new(move |batch: &mut [f32], n: usize| {
             assert_eq!(batch.len(), n * 5);
             let mut emb = Vec::new();
             let mut probs = Vec::new();
@@ -197,7 +200,7 @@ fn dense_ids_skips_thumbnails_embeddings_and_probs() {
     assert_eq!((ft.dim, ft.num_classes), (4, 2));
     // Embedding of item 5 = the model on its own image.
     let img = image::load_from_memory(&bytes).unwrap();
-    let x = prepare(3.0)(&img);
+    let x = input(&img, 3.0);
     let e = store.embedding(&rtxn, ft.index, 5).unwrap().unwrap();
     assert_eq!(e, vec![x[0] + x[3], x[1] - x[4], x[2] * 0.5, x[0] * x[1] / 255.0]);
     assert_eq!(store.embedding_count(&rtxn, ft.index).unwrap(), 27);
@@ -234,6 +237,42 @@ fn runs_cut_short_then_resumed_equal_one_uninterrupted_run() {
     let again = ingest::run(&parts, src.as_ref(), models(), &opts("data", None, 4)).unwrap();
     assert_eq!((again.records, again.new_items), (0, 0));
     assert_eq!(dump(&parts), dump(&full));
+}
+
+/// A model may overwrite its batch (a TorchScript module can work in place on its input, and on the CPU the
+/// batch is the input tensor's memory): a model sharing its preprocessing with a later one gets a copy, so the
+/// store equals one made by models that leave their batch alone, with and without a space catching up.
+#[test]
+fn a_model_overwriting_its_batch_leaves_the_next_models_input_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    folder(&data);
+    let src = open(&data);
+    let vandal = |mut m: SpaceModel| {
+        let mut embed = m.embed;
+        m.embed = Box::new(move |batch: &mut [f32], n: usize| {
+            let out = embed(batch, n);
+            batch.fill(f32::NAN);
+            out
+        });
+        m
+    };
+    // "bbb" and "ccc" share a preprocessing key (the weights' length).
+    let models = |overwrite: bool| {
+        let ms = vec![model("foundation", "aa", false), model("finetuned", "bbb", true), model("other", "ccc", false)];
+        if overwrite { ms.into_iter().map(vandal).collect() } else { ms }
+    };
+    let clean = Store::create_or_open(&tmp.path().join("clean")).unwrap();
+    ingest::run(&clean, src.as_ref(), models(false), &opts("data", None, 4)).unwrap();
+    let overwritten = Store::create_or_open(&tmp.path().join("overwritten")).unwrap();
+    ingest::run(&overwritten, src.as_ref(), models(true), &opts("data", None, 4)).unwrap();
+    assert_eq!(dump(&overwritten), dump(&clean));
+    // "other" alone first, then all three: the others catch up on records "other" has (a part of each batch).
+    let later = Store::create_or_open(&tmp.path().join("later")).unwrap();
+    let first = models(true).into_iter().filter(|m| m.space.name == "other").collect();
+    ingest::run(&later, src.as_ref(), first, &opts("data", Some(10), 4)).unwrap();
+    ingest::run(&later, src.as_ref(), models(true), &opts("data", None, 4)).unwrap();
+    assert_eq!(dump(&later), dump(&clean));
 }
 
 #[test]
@@ -724,7 +763,7 @@ fn a_model_returning_nan_is_refused_naming_the_image() {
     let store = Store::create_or_open(&tmp.path().join("store")).unwrap();
     let mut m = model("finetuned", "bbb", false);
     let mut batches = 0;
-    m.embed = Box::new(move |batch: &[f32], n: usize| {
+    m.embed = Box::new(move |batch: &mut [f32], n: usize| {
         batches += 1;
         let mut emb = vec![0.5f32; n * 4];
         if batches == 2 {

@@ -250,8 +250,8 @@ fn test_model() -> SpaceModel {
     SpaceModel {
         space: ingest::space_info("means", spec, 3, 0, Vec::new()),
         prepare_key: "means".into(),
-        prepare: Arc::new(means),
-        embed: Box::new(|batch: &[f32], _n: usize| Ok((batch.iter().map(|v| v / 255.0).collect(), None))),
+        prepare: Arc::new(|img: &DynamicImage, out: &mut Vec<f32>| out.extend(means(img))),
+        embed: Box::new(|batch: &mut [f32], _n: usize| Ok((batch.iter().map(|v| v / 255.0).collect(), None))),
     }
 }
 

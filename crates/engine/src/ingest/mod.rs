@@ -101,15 +101,16 @@ pub enum IngestError {
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
-/// Turns a decoded image into a model input (CHW f32). Runs on the decode pool.
-pub type PrepareFn = Arc<dyn Fn(&DynamicImage) -> Vec<f32> + Send + Sync>;
+/// Turns a decoded image into a model input (CHW f32) appended to the batch. Runs on the decode pool.
+pub type PrepareFn = Arc<dyn Fn(&DynamicImage, &mut Vec<f32>) + Send + Sync>;
 
 /// Why a model failed on a batch.
 pub type EmbedError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs a model on `n` prepared images laid end to end; returns embeddings [n * dim] and, with a
-/// classifier head, probabilities [n * num_classes]. Runs on the coordinator thread.
-pub type EmbedFn = Box<dyn FnMut(&[f32], usize) -> Result<(Vec<f32>, Option<Vec<f32>>), EmbedError> + Send>;
+/// classifier head, probabilities [n * num_classes]. The batch is the model's to overwrite. Runs on the
+/// coordinator thread.
+pub type EmbedFn = Box<dyn FnMut(&mut [f32], usize) -> Result<(Vec<f32>, Option<Vec<f32>>), EmbedError> + Send>;
 
 /// One model to ingest with, as the pipeline sees it.
 pub struct SpaceModel {
@@ -204,9 +205,9 @@ pub fn space_model(name: &str, embedder: crate::model::Embedder) -> SpaceModel {
     SpaceModel {
         space,
         prepare_key: format!("{cfg:?}"),
-        prepare: Arc::new(move |img| crate::preprocess::preprocess(img, &cfg)),
+        prepare: Arc::new(move |img, out| crate::preprocess::preprocess_into(img, &cfg, out)),
         embed: Box::new(move |batch, n| {
-            embedder.embed(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.into())
+            embedder.embed_in_place(batch, n).map(|o| (o.embeddings, o.probs)).map_err(|e| e.into())
         }),
     }
 }

@@ -33,14 +33,6 @@ struct KeyInputs {
     rows: Vec<usize>,
 }
 
-impl KeyInputs {
-    fn get(&self, row: usize) -> Option<&[f32]> {
-        let slot = self.rows.binary_search(&row).ok()?;
-        let per = self.data.len() / self.rows.len();
-        Some(&self.data[slot * per..(slot + 1) * per])
-    }
-}
-
 /// What the decode pool makes of one record.
 struct Prepared {
     record: Record,
@@ -123,11 +115,11 @@ impl ChunkJob {
                     let t = Instant::now();
                     for ((&nd, p), into) in need.iter().zip(&prepares).zip(&mut inputs) {
                         if nd {
-                            let input = p(&d.image);
-                            if into.data.is_empty() {
-                                into.data.reserve(input.len() * len);
+                            let first = into.data.is_empty();
+                            p(&d.image, &mut into.data);
+                            if first {
+                                into.data.reserve(into.data.len() * (len - i - 1));
                             }
-                            into.data.extend_from_slice(&input);
                             into.rows.push(i);
                         }
                     }
@@ -312,6 +304,7 @@ pub(super) fn run(
             source_len,
             summary,
             buffers,
+            scratch: Vec::new(),
         };
         let coordinated = coordinator.run(cursors, start, start_item, total, Channels { done_rx, tokens_rx, write_tx });
         // The coordinator has dropped its channel ends: a reader or writer still running stops now.
@@ -341,6 +334,8 @@ struct Coordinator<'a, 'm> {
     source_len: u64,
     summary: &'m mut Summary,
     buffers: Buffers,
+    /// A batch for a model that must not overwrite the pool's (a later model reads it too).
+    scratch: Vec<f32>,
 }
 
 impl Coordinator<'_, '_> {
@@ -384,7 +379,7 @@ impl Coordinator<'_, '_> {
             let ids = self.assign_ids(prepared, chunk_start, records_pos, &mut next_item, &mut new_item, &mut wb)?;
             self.summary.records += prepared.len() as u64;
             for (m, sp) in space_pos.iter_mut().enumerate() {
-                self.embed_chunk(m, &chunk, &ids, chunk_start, sp, &mut wb)?;
+                self.embed_chunk(m, &mut chunk, &ids, chunk_start, sp, &mut wb)?;
                 if chunk_end > sp.0 {
                     sp.0 = chunk_end;
                     let name = &self.models[m].space.name;
@@ -481,32 +476,37 @@ impl Coordinator<'_, '_> {
     fn embed_chunk(
         &mut self,
         m: usize,
-        chunk: &PreparedChunk,
+        chunk: &mut PreparedChunk,
         ids: &[Option<u32>],
         chunk_start: u64,
         space_pos: &mut (u64, u32),
         wb: &mut WriteBatch,
     ) -> Result<()> {
+        let key = self.model_key[m];
         let prepared = &chunk.records;
-        let inputs = &chunk.inputs[self.model_key[m]];
-        let rows: Vec<(u32, &[f32])> = ids
+        let inputs = &mut chunk.inputs[key];
+        let rows: Vec<(u32, usize)> = ids
             .iter()
             .enumerate()
             .filter(|&(i, _)| chunk_start + i as u64 >= space_pos.0)
-            .filter_map(|(i, id)| Some(((*id)?, inputs.get(i)?)))
+            .filter_map(|(i, id)| Some(((*id)?, inputs.rows.binary_search(&i).ok()?)))
             .collect();
         if rows.is_empty() {
             return Ok(());
         }
         let model = &mut self.models[m];
         let n = rows.len();
-        // Every prepared input is in the batch (the usual case): hand the pool's buffer over as it is.
-        let gathered;
-        let flat = if n == inputs.rows.len() {
-            &inputs.data[..]
+        // The model may overwrite its batch. Every prepared input in the batch and no later model reading
+        // them (the usual case): hand the pool's buffer over as it is; else a copy in the scratch buffer.
+        let per = inputs.data.len() / inputs.rows.len();
+        let flat = if n == inputs.rows.len() && !self.model_key[m + 1..].contains(&key) {
+            &mut inputs.data[..]
         } else {
-            gathered = rows.iter().flat_map(|(_, input)| input.iter().copied()).collect::<Vec<f32>>();
-            &gathered[..]
+            self.scratch.clear();
+            for &(_, slot) in &rows {
+                self.scratch.extend_from_slice(&inputs.data[slot * per..(slot + 1) * per]);
+            }
+            &mut self.scratch[..]
         };
         let t0 = Instant::now();
         let (emb, probs) =

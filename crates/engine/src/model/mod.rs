@@ -504,28 +504,52 @@ impl Embedder {
 
     /// Embeds `n` preprocessed images (`n * channels * h * w` values, CHW each, as `preprocess` makes them).
     pub fn embed(&self, batch: &[f32], n: usize) -> Result<EmbedOutput, ModelError> {
+        let Some(shape) = self.batch_shape(batch.len(), n)? else { return Ok(self.no_output()) };
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        self.stage(&mut staging, batch, shape)
+    }
+
+    /// `embed` on a batch the model may overwrite: on the CPU it runs on the batch's own memory, without the
+    /// copy into an input tensor (a TorchScript module may work in place on its input).
+    pub fn embed_in_place(&self, batch: &mut [f32], n: usize) -> Result<EmbedOutput, ModelError> {
+        let Some(shape) = self.batch_shape(batch.len(), n)? else { return Ok(self.no_output()) };
+        if self.device.is_cuda() {
+            let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+            return self.stage(&mut staging, batch, shape);
+        }
+        // SAFETY: `batch` holds exactly n*c*h*w f32 values (checked above), is borrowed mutably for the whole
+        // call and outlives `x`; `run` copies every output out before `x` and the outputs are dropped.
+        let x = unsafe { Tensor::from_blob(batch.as_mut_ptr().cast(), &shape, &[], Kind::Float, Device::Cpu) };
+        self.run(&x, n)
+    }
+
+    /// The input tensor's shape for `len` values of `n` images; None for no images.
+    fn batch_shape(&self, len: usize, n: usize) -> Result<Option<[i64; 4]>, ModelError> {
         let (h, w) = self.preprocess.output_size();
         let c = self.preprocess.channels as usize;
         let per = c * h as usize * w as usize;
-        if batch.len() != n * per {
+        if len != n * per {
             return Err(ModelError::Input(format!(
-                "{} values for {n} images of {c}x{h}x{w} (expected {})",
-                batch.len(),
+                "{len} values for {n} images of {c}x{h}x{w} (expected {})",
                 n * per
             )));
         }
-        if n == 0 {
-            return Ok(EmbedOutput { embeddings: vec![], probs: (self.num_classes > 0).then(Vec::new) });
-        }
-        let shape = [n as i64, c as i64, h as i64, w as i64];
-        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        Ok((n > 0).then_some([n as i64, c as i64, h as i64, w as i64]))
+    }
+
+    fn no_output(&self) -> EmbedOutput {
+        EmbedOutput { embeddings: vec![], probs: (self.num_classes > 0).then(Vec::new) }
+    }
+
+    /// Copies the batch into the input tensor the model keeps (pinned on CUDA) and runs it.
+    fn stage(&self, staging: &mut Option<Tensor>, batch: &[f32], shape: [i64; 4]) -> Result<EmbedOutput, ModelError> {
         if staging.as_ref().is_none_or(|t| t.size() != shape) {
             let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
             *staging = Some(if self.device.is_cuda() { t.pin_memory(self.device) } else { t });
         }
         let x = staging.as_mut().expect("set above");
-        // SAFETY: `batch` holds exactly n*c*h*w f32 values (checked above) and outlives `view`, which is only
-        // read by the copy and dropped right after it.
+        // SAFETY: `batch` holds exactly n*c*h*w f32 values (checked by `batch_shape`) and outlives `view`, which
+        // is only read by the copy and dropped right after it.
         let view = unsafe { Tensor::from_blob(batch.as_ptr().cast(), &shape, &[], Kind::Float, Device::Cpu) };
         x.f_copy_(&view).map_err(|e| ModelError::Forward(e.to_string()))?;
         drop(view);
@@ -533,7 +557,12 @@ impl Embedder {
         // same stream, and reading the outputs back below waits for both.
         let x =
             if self.device.is_cuda() { x.to_device_(self.device, self.kind, true, false) } else { x.shallow_clone() };
-        let out = self.forward(&x)?;
+        self.run(&x, shape[0] as usize)
+    }
+
+    /// The forward pass on an input tensor of `n` images, its outputs copied to host vectors.
+    fn run(&self, x: &Tensor, n: usize) -> Result<EmbedOutput, ModelError> {
+        let out = self.forward(x)?;
         let to_vec = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
             let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
             Vec::<f32>::try_from(&t).map_err(|e| ModelError::Forward(e.to_string()))
