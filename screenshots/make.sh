@@ -59,7 +59,10 @@ shot() {
   done
   sleep 2
   "$IMPORT" -window "$wid" "$OUT/$name.png"
-  # The window can be gone already when the browser quit on its own; the capture is taken either way.
+  # The window can be gone already when the browser quit on its own; the capture is taken either way. A
+  # second q for an overlay (help) that the first one only closes.
+  xdotool key --window "$wid" q 2>/dev/null || true
+  sleep 0.5
   xdotool key --window "$wid" q 2>/dev/null || true
   wait "$XTERM" || true
   XTERM=
