@@ -565,3 +565,21 @@ fn embedding_column_errors_name_the_file_and_row() {
     let err = ColumnRows::open(&src.parquet_files().unwrap(), "emb").err().unwrap().to_string();
     assert!(err.contains("train-00001-of-00002.parquet: no column emb (its columns: image, label)"), "{err}");
 }
+
+/// Parquet is found below a dataset folder's top, even beside a picture at the top (a hub repository's
+/// banner), but not searched for inside folders of images: an ImageFolder whose class folders hold a stray
+/// .parquet two levels down is still an ImageFolder.
+#[test]
+fn detection_finds_parquet_below_the_top_but_not_inside_image_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::write(repo.join("banner.png"), b"").unwrap();
+    std::fs::write(repo.join("data/train-00000-of-00001.parquet"), b"").unwrap();
+    assert_eq!(source::detect(&repo).unwrap(), Format::Parquet);
+    let folder = tmp.path().join("folder");
+    std::fs::create_dir_all(folder.join("cat/extra")).unwrap();
+    std::fs::write(folder.join("cat/0.png"), b"").unwrap();
+    std::fs::write(folder.join("cat/extra/old.parquet"), b"").unwrap();
+    assert_eq!(source::detect(&folder).unwrap(), Format::ImageFolder);
+}

@@ -384,7 +384,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     }
     let entries = list_dir(path)?;
     let names: Vec<String> = entries.iter().map(|p| name_of(p)).collect();
-    if names.iter().any(|n| n.ends_with(".parquet")) || has_parquet_below(path, 3) {
+    if names.iter().any(|n| n.ends_with(".parquet")) || has_parquet_below(path, 3, true) {
         return Ok(Format::Parquet);
     }
     if entries.iter().any(|p| idx::looks_like_idx(p)) {
@@ -408,19 +408,20 @@ pub fn detect(path: &Path) -> Result<Format> {
     })
 }
 
-fn has_parquet_below(dir: &Path, depth: usize) -> bool {
+fn has_parquet_below(dir: &Path, depth: usize, top: bool) -> bool {
     if depth == 0 {
         return false;
     }
     let Ok(entries) = list_dir(dir) else { return false };
-    entries.iter().any(|p| {
-        if p.is_dir() {
-            // Image folders hold images, not parquet; only descend into directories without images.
-            has_parquet_below(p, depth - 1)
-        } else {
-            p.extension().is_some_and(|e| e == "parquet")
-        }
-    })
+    if entries.iter().any(|p| p.extension().is_some_and(|e| e == "parquet")) {
+        return true;
+    }
+    // Image folders hold images, not parquet: below the top, a directory with images is not searched further
+    // (by name, so a class folder of an ImageFolder costs one listing and no stat per file).
+    if !top && entries.iter().any(|p| is_image_file(p)) {
+        return false;
+    }
+    entries.iter().any(|p| p.is_dir() && has_parquet_below(p, depth - 1, false))
 }
 
 /// Entries of a directory, sorted by name, hidden ones left out.
