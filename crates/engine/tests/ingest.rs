@@ -40,15 +40,8 @@ fn prepare(scale: f32) -> ingest::PrepareFn {
 
 /// Input = per-channel means and the image size, at `scale`: cheap and deterministic.
 fn input(img: &DynamicImage, scale: f32) -> Vec<f32> {
-    let rgb = img.to_rgb8();
-    let n = (rgb.width() * rgb.height()) as f32;
-    let mut sums = [0f32; 3];
-    for p in rgb.pixels() {
-        for c in 0..3 {
-            sums[c] += f32::from(p[c]);
-        }
-    }
-    vec![sums[0] / n * scale, sums[1] / n * scale, sums[2] / n * scale, rgb.width() as f32, rgb.height() as f32]
+    let [r, g, b] = common::channel_means(img);
+    vec![r * scale, g * scale, b * scale, img.width() as f32, img.height() as f32]
 }
 
 /// A "model" of dimension 4 (and a 2-class head when `head`): a fixed linear map of the input.

@@ -227,15 +227,7 @@ fn shards_through_real_models_merge_into_the_store_of_a_single_process() {
 
 /// Input = mean of each channel: cheap and deterministic.
 fn means(img: &DynamicImage) -> Vec<f32> {
-    let rgb = img.to_rgb8();
-    let n = (rgb.width() * rgb.height()) as f32;
-    let mut sums = [0f32; 3];
-    for p in rgb.pixels() {
-        for c in 0..3 {
-            sums[c] += f32::from(p[c]);
-        }
-    }
-    sums.map(|s| s / n).to_vec()
+    common::channel_means(img).to_vec()
 }
 
 /// A model of dimension 3 without a head: the input scaled.
