@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chars, column_f32, draw, key, press, screen};
+use common::{chars, column_f32, draw, key, press, screen, sixel};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -479,14 +479,6 @@ fn flag_bits_match_the_stored_flag_columns() {
         assert_eq!(app.data().nn_flag(0, id), nn[id as usize] == 1, "item {id}");
         assert_eq!(app.data().label_issue(0, id), issue[id as usize] == 1, "item {id} (from the finetuned space)");
     }
-}
-
-/// A sixel picker without a terminal to ask (the deprecated constructor is the only way to get one).
-#[allow(deprecated)]
-fn sixel() -> Graphics {
-    let mut picker = ratatui_image::picker::Picker::from_fontsize(ratatui_image::FontSize { width: 8, height: 16 });
-    picker.set_protocol_type(ratatui_image::picker::ProtocolType::Sixel);
-    Graphics::Images(picker)
 }
 
 #[test]

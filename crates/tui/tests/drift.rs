@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chars, column_f32, draw, key, screen};
+use common::{chars, column_f32, draw, key, screen, sixel};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -272,14 +272,6 @@ fn plot_pixels_draws_the_trail() {
     let img = plot_pixels(&job);
     assert_eq!(img.get_pixel(50, 50).0, [255, 220, 90], "on the segment");
     assert_eq!(img.get_pixel(90, 30).0, [0, 0, 0], "a missing step breaks the line");
-}
-
-/// A sixel picker without a terminal to ask (the deprecated constructor is the only way to get one).
-#[allow(deprecated)]
-fn sixel() -> Graphics {
-    let mut picker = ratatui_image::picker::Picker::from_fontsize(ratatui_image::FontSize { width: 8, height: 16 });
-    picker.set_protocol_type(ratatui_image::picker::ProtocolType::Sixel);
-    Graphics::Images(picker)
 }
 
 #[test]

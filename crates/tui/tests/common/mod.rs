@@ -1,4 +1,4 @@
-//! What the browser's test binaries share: keys into an `App`, and the screen it draws as text.
+//! What the browser's test binaries share: keys into an `App`, the screen it draws as text, a sixel picker.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -6,6 +6,7 @@ use ratatui::backend::TestBackend;
 use torchlight_store::{Column, Store};
 use torchlight_tui::app::App;
 use torchlight_tui::event::Event;
+use torchlight_tui::preview::Graphics;
 
 pub fn press(code: KeyCode) -> Event {
     Event::Term(crossterm::event::Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
@@ -47,4 +48,12 @@ pub fn column_f32(store: &Store, space: &str, name: &str) -> Vec<f32> {
         Column::F32 { values, .. } => values,
         _ => panic!("{name} is not f32"),
     }
+}
+
+/// A sixel picker without a terminal to ask (the deprecated constructor is the only way to get one).
+#[allow(deprecated)]
+pub fn sixel() -> Graphics {
+    let mut picker = ratatui_image::picker::Picker::from_fontsize(ratatui_image::FontSize { width: 8, height: 16 });
+    picker.set_protocol_type(ratatui_image::picker::ProtocolType::Sixel);
+    Graphics::Images(picker)
 }
