@@ -468,42 +468,33 @@ pub fn preprocess_into(img: &DynamicImage, cfg: &PreprocessConfig, out: &mut Vec
         std::array::from_fn(|v| (v as f32 * scale - mean) / std)
     };
     let base = out.len();
-    if grey && (rows, cols) == (out_h, out_w) && pixels.len() == plane_len {
-        // The usual grey case, neither cropped nor padded: each plane written once, without zeroing first.
-        let first = lut(0);
-        out.extend(pixels.iter().map(|&p| first[p as usize]));
-        for ch in 1..c {
-            if norm(ch) == norm(0) {
-                out.extend_from_within(base..base + plane_len);
-            } else {
-                let table = lut(ch);
-                out.extend(pixels.iter().map(|&p| table[p as usize]));
-            }
-        }
-        return;
-    }
-    out.resize(base + c * plane_len, 0.0);
-    let out = &mut out[base..];
+    let padded = (rows, cols) != (out_h, out_w);
     for ch in 0..c {
         let (mean, std) = norm(ch);
         // A grey image's channels normalised alike are the same plane.
         if grey && ch > 0 && norm(0) == (mean, std) {
-            out.copy_within(0..plane_len, ch * plane_len);
+            out.extend_from_within(base..base + plane_len);
             continue;
         }
         let lut = lut(ch);
         let at = if grey { 0 } else { ch };
-        let plane = &mut out[ch * plane_len..(ch + 1) * plane_len];
-        // Padding is pixel value 0 before rescaling and normalising.
-        if (rows, cols) != (out_h, out_w) {
-            plane.fill((0.0 - mean) / std);
-        }
-        for y in 0..rows {
+        let src_row = |y: usize| {
             let row = (y + src_y) * width + src_x;
+            pixels[row * stored + at..(row + cols) * stored].iter().step_by(stored).map(|&p| lut[p as usize])
+        };
+        if !padded {
+            // Each value written once, without zeroing the plane first.
+            (0..rows).for_each(|y| out.extend(src_row(y)));
+            continue;
+        }
+        // Padding is pixel value 0 before rescaling and normalising.
+        let plane_start = out.len();
+        out.resize(plane_start + plane_len, (0.0 - mean) / std);
+        let plane = &mut out[plane_start..];
+        for y in 0..rows {
             let dst = &mut plane[(y + dst_y) * out_w + dst_x..][..cols];
-            let src = &pixels[row * stored..(row + cols) * stored];
-            for (d, p) in dst.iter_mut().zip(src.chunks_exact(stored)) {
-                *d = lut[p[at] as usize];
+            for (d, v) in dst.iter_mut().zip(src_row(y)) {
+                *d = v;
             }
         }
     }
